@@ -1,0 +1,37 @@
+#include "core/check.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+void die_at(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s:%d: ", file, line);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
+void *xmalloc_at(size_t n, const char *file, int line) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die_at(file, line, "out of memory allocating %zu bytes", n);
+    return p;
+}
+
+void *xcalloc_at(size_t count, size_t size, const char *file, int line) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) die_at(file, line, "out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+static _Thread_local char last_error[1024];
+
+void err_set(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
+
+const char *err_msg(void) { return last_error; }

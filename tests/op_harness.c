@@ -1,0 +1,395 @@
+// suite_ops: every op case on the CPU reference (finite values, guard bytes,
+// finite-difference backward), every other backend against it, and the coverage
+// of kernels/ops.h. See tests/harness.h.
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu.h"
+#include "tests/harness.h"
+#include "tests/test.h"
+
+// --- parameters ----------------------------------------------------------------------------
+
+static const char *param_get(const op_params *p, const char *key) {
+    for (int i = 0; i < p->n; i++)
+        if (strcmp(p->key[i], key) == 0) return p->val[i];
+    return NULL;
+}
+
+int64_t param_int(const op_params *p, const char *key, int64_t dflt) {
+    const char *v = param_get(p, key);
+    return v ? strtoll(v, NULL, 10) : dflt;
+}
+
+float param_float(const op_params *p, const char *key, float dflt) {
+    const char *v = param_get(p, key);
+    return v ? strtof(v, NULL) : dflt;
+}
+
+int param_ints(const op_params *p, const char *key, int64_t *out, int max) {
+    const char *v = param_get(p, key);
+    int n = 0;
+    while (v && *v && n < max) {
+        char *end;
+        out[n++] = strtoll(v, &end, 10);
+        v = *end == ',' ? end + 1 : end;
+        if (end == v && *end != ',') break;
+    }
+    return n;
+}
+
+// --- case parsing -----------------------------------------------------------------------
+
+bool kind_is_differentiable(const char *kind) {
+    return kind[0] == 'f' || kind[0] == 'h' || kind[0] == 'b' || kind[0] == 't';
+}
+
+void harness_parse_case(op_case *c, const op_spec *spec, int index) {
+    memset(c, 0, sizeof *c);
+    c->spec = spec;
+    c->index = index;
+    snprintf(c->name, sizeof c->name, "%s/%d", spec->op, index);
+
+    // The spec's input list: "x:f w:f b:f?"
+    bool optional[SPEC_MAX_IO] = {0};
+    const char *s = spec->inputs;
+    while (*s) {
+        while (*s == ' ') s++;
+        if (!*s) break;
+        CHECK(c->n_inputs < SPEC_MAX_IO, "%s: too many inputs", spec->op);
+        int i = c->n_inputs++;
+        int len = (int)strcspn(s, ":");
+        snprintf(c->input_name[i], sizeof c->input_name[i], "%.*s", len, s);
+        s += len + 1;
+        len = (int)strcspn(s, "? ");
+        snprintf(c->kind[i], sizeof c->kind[i], "%.*s", len, s);
+        s += len;
+        if (*s == '?') optional[i] = true, s++;
+    }
+    char default_kind[SPEC_MAX_IO][8];
+    memcpy(default_kind, c->kind, sizeof default_kind);
+    for (int i = 0; i < c->n_inputs; i++) c->kind[i][0] = 0;
+
+    // The case: "x=2x5x7x3 w=4x3x3x3:h | stride=2 pad=1"
+    const char *text = spec->cases[index];
+    const char *bar = strchr(text, '|');
+    size_t shapes_len = bar ? (size_t)(bar - text) : strlen(text);
+    char buf[512];
+    snprintf(buf, sizeof buf, "%.*s", (int)shapes_len, text);
+    for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " ")) {
+        char *eq = strchr(tok, '=');
+        CHECK(eq, "%s: bad input token '%s'", c->name, tok);
+        *eq = 0;
+        int i = 0;
+        while (i < c->n_inputs && strcmp(c->input_name[i], tok) != 0) i++;
+        CHECK(i < c->n_inputs, "%s: no input named '%s'", c->name, tok);
+        char *colon = strchr(eq + 1, ':');
+        snprintf(c->kind[i], sizeof c->kind[i], "%s", colon ? colon + 1 : default_kind[i]);
+        if (colon) *colon = 0;
+        for (char *d = eq + 1; *d;) {
+            CHECK(c->ndim[i] < TENSOR_MAX_DIMS, "%s: too many dims", c->name);
+            char *end;
+            c->shape[i][c->ndim[i]++] = strtoll(d, &end, 10);
+            d = *end == 'x' ? end + 1 : end;
+            CHECK(end != d || !*end, "%s: bad shape", c->name);
+        }
+    }
+    for (int i = 0; i < c->n_inputs; i++)
+        CHECK(c->kind[i][0] || optional[i], "%s: input '%s' has no shape", c->name,
+              c->input_name[i]);
+
+    if (bar) {
+        snprintf(buf, sizeof buf, "%s", bar + 1);
+        for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " ")) {
+            char *eq = strchr(tok, '=');
+            CHECK(eq && c->params.n < PARAMS_MAX, "%s: bad parameter '%s'", c->name, tok);
+            *eq = 0;
+            snprintf(c->params.key[c->params.n], sizeof c->params.key[0], "%s", tok);
+            snprintf(c->params.val[c->params.n], sizeof c->params.val[0], "%s", eq + 1);
+            c->params.n++;
+        }
+    }
+}
+
+void harness_print_cases_json(FILE *out) {
+    fprintf(out, "[\n");
+    bool first = true;
+    for (int s = 0; harness_spec_at(s); s++) {
+        const op_spec *spec = harness_spec_at(s);
+        for (int k = 0; k < SPEC_MAX_CASES && spec->cases[k]; k++) {
+            op_case c;
+            harness_parse_case(&c, spec, k);
+            fprintf(out, "%s  {\"op\": \"%s\", \"case\": \"%s\", \"inputs\": [", first ? "" : ",\n",
+                    spec->op, c.name);
+            first = false;
+            bool first_in = true;
+            for (int i = 0; i < c.n_inputs; i++) {
+                if (!c.kind[i][0]) continue;
+                fprintf(out, "%s{\"name\": \"%s\", \"kind\": \"%s\", \"shape\": [",
+                        first_in ? "" : ", ", c.input_name[i], c.kind[i]);
+                first_in = false;
+                for (int d = 0; d < c.ndim[i]; d++)
+                    fprintf(out, "%s%lld", d ? ", " : "", (long long)c.shape[i][d]);
+                fprintf(out, "]}");
+            }
+            fprintf(out, "], \"params\": {");
+            for (int i = 0; i < c.params.n; i++)
+                fprintf(out, "%s\"%s\": \"%s\"", i ? ", " : "", c.params.key[i], c.params.val[i]);
+            fprintf(out, "}}");
+        }
+    }
+    fprintf(out, "\n]\n");
+}
+
+// --- inputs ----------------------------------------------------------------------------------
+
+static uint64_t hash_name(const char *s) {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static dtype kind_dtype(const char *kind) {
+    switch (kind[0]) {
+    case 'h': return DT_F16;
+    case 'b': return DT_BF16;
+    case 'i': return DT_I32;
+    default: return DT_F32;
+    }
+}
+
+// Host values of input i, drawn from the case's own stream.
+static float *input_values(const op_case *c, int i, int64_t n) {
+    float *v = xmalloc((size_t)n * sizeof *v);
+    rng_stream s = {hash_name(c->name) + 7919u * (uint64_t)i, 0};
+    const char *kind = c->kind[i];
+    if (kind[0] == 'f' || kind[0] == 'h' || kind[0] == 'b' || kind[0] == 'c') {
+        rng_fill_normal(&s, v, (size_t)n);
+        return v;
+    }
+    rng_fill_uniform(&s, v, (size_t)n);
+    float lo = 0, span = 1;
+    if (kind[0] == 'p') lo = 0.5f;
+    if (kind[0] == 't') span = 1000;
+    if (kind[0] == 'i') span = (float)strtol(kind + 1, NULL, 10);
+    for (int64_t j = 0; j < n; j++) {
+        v[j] = lo + span * v[j];
+        if (kind[0] == 'i') v[j] = floorf(v[j]) < span ? floorf(v[j]) : span - 1;
+    }
+    return v;
+}
+
+tensor *harness_make_input(const op_case *c, int i, device dev, const float *values) {
+    dtype dt = kind_dtype(c->kind[i]);
+    if (dt != DT_I32) return tensor_from_f32(dt, dev, c->ndim[i], c->shape[i], values);
+    tensor *t = tensor_new(DT_I32, dev, c->ndim[i], c->shape[i]);
+    int64_t n = tensor_numel(t);
+    int32_t *ids = xmalloc((size_t)n * sizeof *ids);
+    for (int64_t j = 0; j < n; j++) ids[j] = (int32_t)values[j];
+    backend_for(dev)->upload(t->st->data, ids, (size_t)n * sizeof *ids);
+    free(ids);
+    return t;
+}
+
+// --- checks ----------------------------------------------------------------------------------
+
+static float *host_copy(const tensor *t) {
+    int64_t n = tensor_numel(t);
+    float *v = xmalloc((size_t)(n ? n : 1) * sizeof *v);
+    tensor_copy_to_f32(t, v, (size_t)n);
+    return v;
+}
+
+static bool all_finite(const float *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return false;
+    return true;
+}
+
+double rel_error(const float *ours, const float *ref, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)ours[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    if (den == 0) return sqrt(num);
+    return sqrt(num / den);
+}
+
+// sum_k <outs[k], seeds[k]> in double: the scalar whose gradient the harness checks.
+static double probe(tensor **outs, int n_out, float *const *seeds) {
+    double f = 0;
+    for (int k = 0; k < n_out; k++) {
+        float *v = host_copy(outs[k]);
+        int64_t n = tensor_numel(outs[k]);
+        for (int64_t j = 0; j < n; j++) f += (double)v[j] * seeds[k][j];
+        free(v);
+    }
+    return f;
+}
+
+static int run_no_grad(const op_case *c, tensor **outs, tensor *const *ins) {
+    autograd_no_grad_begin();
+    int n = c->spec->run(outs, ins, &c->params);
+    autograd_no_grad_end();
+    return n;
+}
+
+static void free_outputs(tensor **outs, int n) {
+    for (int k = 0; k < n; k++) tensor_free(outs[k]);
+}
+
+#define FD_POINTS 10
+
+// Central differences on FD_POINTS elements of each differentiable f32 input,
+// against the analytic gradients.
+static void check_finite_differences(const op_case *c, tensor **ins, float **values,
+                                     tensor *const *grads, float *const *seeds, int n_out) {
+    float eps = param_float(&c->params, "fd_eps", 1e-2f);
+    float tol = param_float(&c->params, "fd_tol", 1e-2f);
+    for (int i = 0; i < c->n_inputs; i++) {
+        if (!ins[i] || !kind_is_differentiable(c->kind[i]) || ins[i]->dtype != DT_F32) continue;
+        EXPECT(grads[i], "%s: no gradient reached input %s", c->name, c->input_name[i]);
+        if (!grads[i]) continue;
+        float *analytic = host_copy(grads[i]);
+        int64_t n = tensor_numel(ins[i]);
+        int points = n < FD_POINTS ? (int)n : FD_POINTS;
+        double diff2 = 0, norm2 = 0;
+        for (int p = 0; p < points; p++) {
+            int64_t j = (int64_t)(((double)p + 0.5) * (double)n / points);
+            float saved = values[i][j];
+            double f[2];
+            for (int side = 0; side < 2; side++) {
+                values[i][j] = saved + (side ? -eps : eps);
+                tensor_copy_from_f32(ins[i], values[i], (size_t)n);
+                tensor *outs[SPEC_MAX_IO] = {0};
+                int k = run_no_grad(c, outs, ins);
+                f[side] = probe(outs, k, seeds);
+                free_outputs(outs, k);
+            }
+            values[i][j] = saved;
+            tensor_copy_from_f32(ins[i], values[i], (size_t)n);
+            double numeric = (f[0] - f[1]) / (2.0 * eps);
+            diff2 += (numeric - analytic[j]) * (numeric - analytic[j]);
+            norm2 += (double)analytic[j] * analytic[j];
+        }
+        // The floor keeps FD noise on near-zero gradients from reading as an error.
+        double err = sqrt(diff2) / (sqrt(norm2) + 1e-3 * sqrt((double)points));
+        EXPECT(err <= tol, "%s: d/d%s finite-difference error %.3g > %.3g", c->name,
+               c->input_name[i], err, tol);
+        free(analytic);
+    }
+    (void)n_out;
+}
+
+// Forward and backward of one case on one device. outs, grads: results (caller frees).
+static int run_with_grad(const op_case *c, tensor **ins, tensor **outs, tensor **grads,
+                         float *const *seeds) {
+    for (int i = 0; i < c->n_inputs; i++)
+        if (ins[i] && kind_is_differentiable(c->kind[i])) tensor_set_requires_grad(ins[i], true);
+    int n_out = c->spec->run(outs, ins, &c->params);
+    tensor *seed_t[SPEC_MAX_IO];
+    for (int k = 0; k < n_out; k++)
+        seed_t[k] = tensor_from_f32(outs[k]->dtype, outs[k]->dev, outs[k]->ndim, outs[k]->shape,
+                                    seeds[k]);
+    autograd_backward_multi(n_out, outs, (const tensor *const *)seed_t);
+    for (int k = 0; k < n_out; k++) tensor_free(seed_t[k]);
+    for (int i = 0; i < c->n_inputs; i++) {
+        grads[i] = ins[i] && tensor_grad(ins[i]) ? tensor_retain(tensor_grad(ins[i])) : NULL;
+        if (ins[i]) tensor_set_requires_grad(ins[i], false);
+    }
+    return n_out;
+}
+
+static void run_case(const op_case *c) {
+    test_begin("ops/%s [%s]", c->name, c->spec->cases[c->index]);
+    tensor *ins[SPEC_MAX_IO] = {0}, *outs[SPEC_MAX_IO] = {0}, *grads[SPEC_MAX_IO] = {0};
+    float *values[SPEC_MAX_IO] = {0}, *seeds[SPEC_MAX_IO] = {0};
+    for (int i = 0; i < c->n_inputs; i++) {
+        if (!c->kind[i][0]) continue;
+        int64_t n = 1;
+        for (int d = 0; d < c->ndim[i]; d++) n *= c->shape[i][d];
+        values[i] = input_values(c, i, n);
+        ins[i] = harness_make_input(c, i, DEV_CPU, values[i]);
+    }
+    // Upstream gradients: one normal draw per output element, from a stream of their
+    // own. A first no-grad run tells the output shapes.
+    int n_out = run_no_grad(c, outs, ins);
+    for (int k = 0; k < n_out; k++) {
+        int64_t n = tensor_numel(outs[k]);
+        float *v = host_copy(outs[k]);
+        EXPECT(all_finite(v, n), "%s: output %d has NaN or inf", c->name, k);
+        free(v);
+        seeds[k] = xmalloc((size_t)(n ? n : 1) * sizeof(float));
+        rng_stream s = {hash_name(c->name) ^ 0x5eedull, (uint64_t)k << 32};
+        rng_fill_normal(&s, seeds[k], (size_t)n);
+    }
+    free_outputs(outs, n_out);
+    EXPECT(cpu_guard_check() == 0, "%s: forward wrote outside a buffer", c->name);
+
+    n_out = run_with_grad(c, ins, outs, grads, seeds);
+    EXPECT(cpu_guard_check() == 0, "%s: backward wrote outside a buffer", c->name);
+    EXPECT(autograd_tape_size() == 0, "%s: tape not cleared after backward", c->name);
+    for (int i = 0; i < c->n_inputs; i++) {
+        if (!grads[i]) continue;
+        float *g = host_copy(grads[i]);
+        EXPECT(all_finite(g, tensor_numel(grads[i])), "%s: gradient of %s has NaN or inf",
+               c->name, c->input_name[i]);
+        free(g);
+    }
+    free_outputs(outs, n_out);
+    check_finite_differences(c, ins, values, grads, seeds, n_out);
+
+    for (int i = 0; i < c->n_inputs; i++) {
+        tensor_free(ins[i]);
+        tensor_free(grads[i]);
+        free(values[i]);
+    }
+    for (int k = 0; k < n_out; k++) free(seeds[k]);
+    test_end();
+}
+
+// Ops declared in kernels/ops.h that no spec covers.
+static void check_coverage(void) {
+    test_begin("ops/coverage of kernels/ops.h");
+    FILE *f = fopen(repo_path("kernels/ops.h"), "r");
+    EXPECT(f, "cannot open kernels/ops.h");
+    char line[512];
+    int declared = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, " *op_");
+        if (!p && strncmp(line, "void op_", 8) == 0) p = line + 4;
+        if (!p) continue;
+        p = strstr(p, "op_") + 3;
+        char name[64];
+        int len = 0;
+        while ((isalnum((unsigned char)p[len]) || p[len] == '_') && len < 63) len++;
+        snprintf(name, sizeof name, "%.*s", len, p);
+        declared++;
+        EXPECT(harness_find_spec(name), "op_%s has no harness spec", name);
+    }
+    if (f) fclose(f);
+    EXPECT(declared > 20, "found only %d op declarations in kernels/ops.h", declared);
+    printf("  %d ops declared, all checked on: cpu (reference)", declared);
+    printf("; other backends in this build: none\n");
+    test_end();
+}
+
+void suite_ops(void) {
+    cpu_guard_mode(true);
+    check_coverage();
+    for (int s = 0; harness_spec_at(s); s++) {
+        const op_spec *spec = harness_spec_at(s);
+        for (int k = 0; k < SPEC_MAX_CASES && spec->cases[k]; k++) {
+            op_case c;
+            harness_parse_case(&c, spec, k);
+            run_case(&c);
+        }
+    }
+    cpu_guard_mode(false);
+}

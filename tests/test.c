@@ -1,0 +1,95 @@
+#include "tests/test.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char current[256];
+static int failed_checks, skipped;
+int tests_passed, tests_failed, tests_skipped;
+
+void test_begin(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(current, sizeof current, fmt, ap);
+    va_end(ap);
+    failed_checks = 0;
+    skipped = 0;
+}
+
+void test_fail_at(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("  %s:%d: ", file, line);
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    failed_checks++;
+}
+
+void test_skip(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("SKIPPED %s: ", current);
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    skipped = 1;
+}
+
+bool test_ok(void) { return failed_checks == 0; }
+
+void test_end(void) {
+    if (failed_checks) {
+        printf("FAIL %s\n", current);
+        tests_failed++;
+    } else if (skipped) {
+        tests_skipped++;
+    } else {
+        printf("ok   %s\n", current);
+        tests_passed++;
+    }
+    fflush(stdout);
+}
+
+const char *repo_path(const char *rel) {
+    static char buf[4][1024];
+    static int next;
+    const char *root = getenv("SDFT_ROOT");
+    char *out = buf[next++ % 4];
+    snprintf(out, sizeof buf[0], "%s/%s", root ? root : ".", rel);
+    return out;
+}
+
+const char *shared_path(const char *rel) {
+    static char buf[4][1024];
+    static int next;
+    const char *shared = getenv("SDFT_SHARED");
+    char *out = buf[next++ % 4];
+    if (shared)
+        snprintf(out, sizeof buf[0], "%s/data/%s", shared, rel);
+    else
+        snprintf(out, sizeof buf[0], "%s", repo_path(""));
+    if (!shared) snprintf(out + strlen(out), sizeof buf[0] - strlen(out), "../shared/data/%s", rel);
+    return out;
+}
+
+static char scratch[256];
+
+static void remove_scratch(void) {
+    if (!scratch[0]) return;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", scratch);
+}
+
+const char *scratch_dir(void) {
+    if (!scratch[0]) {
+        snprintf(scratch, sizeof scratch, "/tmp/sdft-test-XXXXXX");
+        CHECK(mkdtemp(scratch), "mkdtemp failed");
+        atexit(remove_scratch);
+    }
+    return scratch;
+}

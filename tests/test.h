@@ -1,0 +1,35 @@
+// A small test framework. A test is a named case between test_begin and test_end;
+// it fails if any EXPECT inside it failed, and is skipped (with a reason printed
+// as SKIPPED) if test_skip was called. The runner ends with
+// "N passed, M failed, K skipped".
+#pragma once
+#include <stdbool.h>
+
+#include "core/check.h"
+
+void test_begin(const char *fmt, ...) PRINTF_LIKE(1, 2);
+void test_end(void);
+void test_skip(const char *fmt, ...) PRINTF_LIKE(1, 2);
+void test_fail_at(const char *file, int line, const char *fmt, ...) PRINTF_LIKE(3, 4);
+bool test_ok(void);  // no failure yet in the current test
+
+#define EXPECT(cond, ...)                                               \
+    do {                                                                \
+        if (!(cond)) test_fail_at(__FILE__, __LINE__, __VA_ARGS__);     \
+    } while (0)
+
+// Path of a repository-relative file (tests run from the repository root, or from
+// wherever SDFT_ROOT points).
+const char *repo_path(const char *rel);
+// Path of a file under ../shared/data (SDFT_SHARED overrides the shared folder).
+const char *shared_path(const char *rel);
+// A fresh scratch directory for this run (removed at exit).
+const char *scratch_dir(void);
+
+// The suites; tests/main.c runs them in order.
+void suite_rng(void);
+void suite_tensor(void);
+void suite_autograd(void);
+void suite_safetensors(void);
+void suite_ops(void);
+void suite_golden(void);
