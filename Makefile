@@ -17,10 +17,12 @@ endif
 # --- what this machine has ------------------------------------------------------------
 NVCC      := $(shell command -v nvcc 2>/dev/null)
 CUDA_SRCS := $(wildcard kernels/cuda/*.cu)
-HAVE_BLAS := $(shell printf '\#include <cblas.h>\nint main(void){return 0;}' | \
-               $(CC) -x c - -o /dev/null -lopenblas 2>/dev/null && echo yes)
-HAVE_CJSON := $(shell printf '\#include <cjson/cJSON.h>\nint main(void){return 0;}' | \
-               $(CC) -x c - -o /dev/null -lcjson 2>/dev/null && echo yes)
+# A header and a library are found when a one-line program that includes the one
+# (-include, so no '#' has to survive make's quoting) links against the other.
+have = $(shell echo 'int main(void){return 0;}' | \
+          $(CC) -include $(1) -x c - -o /dev/null $(2) 2>/dev/null && echo yes)
+HAVE_BLAS  := $(call have,cblas.h,-lopenblas)
+HAVE_CJSON := $(call have,cjson/cJSON.h,-lcjson)
 ifeq ($(MAKECMDGOALS),)
 SHOW_DETECTED := 1
 endif
@@ -83,15 +85,17 @@ FUZZ_CC      ?= clang
 fuzz:
 	@mkdir -p build-fuzz fuzz/corpus-run
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
-	  fuzz/fuzz_safetensors.c core/safetensors.c core/check.c kernels/tensor.c \
+	  fuzz/fuzz_safetensors.c core/safetensors.c core/check.c core/rng.c kernels/tensor.c \
 	  kernels/autograd.c kernels/backend.c $(wildcard kernels/cpu/*.c) \
 	  -o build-fuzz/fuzz_safetensors -fopenmp -lopenblas -lcjson -lm
 	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  fuzz/corpus-run fuzz/corpus
 
 # --- benchmarks and fixtures ------------------------------------------------------------------
+# Debian's python3 has python3-torch for the reference column; pyenv's python3 does not.
+BENCH_PYTHON ?= /usr/bin/python3
 bench: $(BUILD)/bench_ops
-	$(PYTHON) bench/bench_ops.py --ours $(BUILD)/bench_ops
+	$(BENCH_PYTHON) bench/bench_ops.py --ours $(BUILD)/bench_ops $(BENCH_ARGS)
 
 $(BUILD)/bench_ops: $(BUILD)/bench/bench_ops.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)

@@ -246,12 +246,15 @@ static void free_outputs(tensor **outs, int n) {
 
 #define FD_POINTS 10
 
-// Central differences on FD_POINTS elements of each differentiable f32 input,
-// against the analytic gradients.
-static void check_finite_differences(const op_case *c, tensor **ins, float **values,
-                                     tensor *const *grads, float *const *seeds, int n_out) {
+// Central differences on FD_POINTS elements of each differentiable f32 input against
+// the analytic gradients. Returns the worst error as a multiple of the case's
+// tolerance (above 1 fails) and names that input in worst_input.
+static double finite_difference_ratio(const op_case *c, tensor **ins, float **values,
+                                      tensor *const *grads, float *const *seeds,
+                                      char *worst_input, size_t len) {
     float eps = param_float(&c->params, "fd_eps", 1e-2f);
     float tol = param_float(&c->params, "fd_tol", 1e-2f);
+    double worst = 0;
     for (int i = 0; i < c->n_inputs; i++) {
         if (!ins[i] || !kind_is_differentiable(c->kind[i]) || ins[i]->dtype != DT_F32) continue;
         EXPECT(grads[i], "%s: no gradient reached input %s", c->name, c->input_name[i]);
@@ -279,12 +282,14 @@ static void check_finite_differences(const op_case *c, tensor **ins, float **val
             norm2 += (double)analytic[j] * analytic[j];
         }
         // The floor keeps FD noise on near-zero gradients from reading as an error.
-        double err = sqrt(diff2) / (sqrt(norm2) + 1e-3 * sqrt((double)points));
-        EXPECT(err <= tol, "%s: d/d%s finite-difference error %.3g > %.3g", c->name,
-               c->input_name[i], err, tol);
+        double ratio = sqrt(diff2) / (sqrt(norm2) + 1e-3 * sqrt((double)points)) / tol;
+        if (ratio > worst) {
+            worst = ratio;
+            snprintf(worst_input, len, "%s", c->input_name[i]);
+        }
         free(analytic);
     }
-    (void)n_out;
+    return worst;
 }
 
 // Forward and backward of one case on one device. outs, grads: results (caller frees).
@@ -306,8 +311,9 @@ static int run_with_grad(const op_case *c, tensor **ins, tensor **outs, tensor *
     return n_out;
 }
 
-static void run_case(const op_case *c) {
-    test_begin("ops/%s [%s]", c->name, c->spec->cases[c->index]);
+// Every check of one case but the finite-difference verdict, which it returns as the
+// worst error over tolerance (see finite_difference_ratio).
+static double check_case(const op_case *c, char *worst_input, size_t len) {
     tensor *ins[SPEC_MAX_IO] = {0}, *outs[SPEC_MAX_IO] = {0}, *grads[SPEC_MAX_IO] = {0};
     float *values[SPEC_MAX_IO] = {0}, *seeds[SPEC_MAX_IO] = {0};
     for (int i = 0; i < c->n_inputs; i++) {
@@ -343,7 +349,7 @@ static void run_case(const op_case *c) {
         free(g);
     }
     free_outputs(outs, n_out);
-    check_finite_differences(c, ins, values, grads, seeds, n_out);
+    double ratio = finite_difference_ratio(c, ins, values, grads, seeds, worst_input, len);
 
     for (int i = 0; i < c->n_inputs; i++) {
         tensor_free(ins[i]);
@@ -351,6 +357,58 @@ static void run_case(const op_case *c) {
         free(values[i]);
     }
     for (int k = 0; k < n_out; k++) free(seeds[k]);
+    return ratio;
+}
+
+static void run_case(const op_case *c) {
+    test_begin("ops/%s [%s]", c->name, c->spec->cases[c->index]);
+    char worst[16] = "";
+    double ratio = check_case(c, worst, sizeof worst);
+    EXPECT(ratio <= 1, "%s: d/d%s finite-difference error %.3g x the tolerance", c->name, worst,
+           ratio);
+    test_end();
+}
+
+// --- self-tests: the harness must catch planted bugs ----------------------------------------
+
+// silu whose backward is 5% off: the finite-difference check must reject it.
+static void wrong_silu_backward(node *n, const tensor *gy) {
+    tensor *gx = tensor_new_like(n->saved[0]);
+    backend_for(gx->dev)->unary_backward(gx, gy, n->saved[0], UN_SILU, 0);
+    tensor *off = tensor_new_like(gx);
+    backend_for(gx->dev)->unary_forward(off, gx, UN_SCALE, 1.05f);
+    node_accumulate(n, 0, off);
+    tensor_free(off);
+    tensor_free(gx);
+}
+
+static int run_wrong_silu(tensor **outs, tensor *const *in, const op_params *p) {
+    tensor *x = in[0];
+    outs[0] = tensor_new_like(x);
+    backend_for(x->dev)->unary_forward(outs[0], x, UN_SILU, 0);
+    node *n = autograd_record("wrong_silu", wrong_silu_backward, outs[0], 1, &x);
+    if (n) node_save(n, x);
+    return 1;
+}
+
+static void harness_self_tests(void) {
+    test_begin("ops/self-test: a 5%% gradient error fails the finite-difference check");
+    static const op_spec wrong = {"wrong_silu", "x:f", run_wrong_silu, {"x=2x5x7x3"}};
+    op_case c;
+    harness_parse_case(&c, &wrong, 0);
+    char worst[16] = "";
+    double ratio = check_case(&c, worst, sizeof worst);
+    EXPECT(ratio > 1, "planted gradient bug passed: error %.3g x the tolerance", ratio);
+    test_end();
+
+    test_begin("ops/self-test: guard bytes catch a one-element overrun");
+    tensor *t = tensor_new(DT_F32, DEV_CPU, SHAPE(5));
+    EXPECT(cpu_guard_check() == 0, "guards dirty before the overrun");
+    ((float *)tensor_data(t))[5] = 1.0f;  // inside the guard zone of this block
+    EXPECT(cpu_guard_check() == 1, "overrun of a live buffer not seen");
+    tensor_free(t);
+    EXPECT(cpu_guard_check() == 1, "overrun of a freed buffer not seen");
+    EXPECT(cpu_guard_check() == 0, "the count does not reset");
     test_end();
 }
 
@@ -382,6 +440,7 @@ static void check_coverage(void) {
 
 void suite_ops(void) {
     cpu_guard_mode(true);
+    harness_self_tests();
     check_coverage();
     for (int s = 0; harness_spec_at(s); s++) {
         const op_spec *spec = harness_spec_at(s);

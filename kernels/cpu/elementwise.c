@@ -31,6 +31,22 @@ void cpu_binary(tensor *out, const tensor *a, const tensor *b, binary_op op) {
     }
 }
 
+// Sums the rows of a contiguous [rows, cols] matrix into cols outputs: the bias
+// gradient case. Columns go to threads in blocks so that each thread streams
+// contiguous row segments and the order of additions does not depend on the thread
+// count.
+static void sum_leading_rows(float *y, const float *x, int64_t rows, int64_t cols) {
+    enum { BLOCK = 64 };
+#pragma omp parallel for schedule(static)
+    for (int64_t start = 0; start < cols; start += BLOCK) {
+        int64_t width = cols - start < BLOCK ? cols - start : BLOCK;
+        double acc[BLOCK] = {0};
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < width; j++) acc[j] += x[r * cols + start + j];
+        for (int64_t j = 0; j < width; j++) y[start + j] = (float)acc[j];
+    }
+}
+
 // Each output element sums its box of input elements, in double so that long
 // reductions (a bias gradient over 64x64 pixels and a batch) stay exact to f32.
 void cpu_sum_reduce(tensor *out, const tensor *in) {
@@ -47,6 +63,14 @@ void cpu_sum_reduce(tensor *out, const tensor *in) {
     float *y = cpu_f32(out);
     const float *x = (const float *)tensor_data(in);
     CHECK(in->dtype == DT_F32, "sum_reduce wants f32");
+    int leading = 0;
+    while (leading < nd && out->shape[leading] == 1) leading++;
+    bool rest_kept = true;
+    for (int d = leading; d < nd; d++) rest_kept &= out->shape[d] == in->shape[d];
+    if (rest_kept && tensor_is_contiguous(in)) {
+        sum_leading_rows(y, x, box, tensor_numel(out));
+        return;
+    }
     int64_t n_out = tensor_numel(out);
 #pragma omp parallel for schedule(static)
     for (int64_t j = 0; j < n_out; j++) {

@@ -19,9 +19,9 @@ static int run_geglu(tensor **outs, tensor *const *in, const op_params *p) {
 }
 
 const op_spec activation_specs[] = {
-    {"silu", "x:f", run_silu, {"x=2x5x7x3", "x=2x8x8x320", "x=4x6:h"}},
+    {"silu", "x:f", run_silu, {"x=2x5x7x3", "x=1x4x5x320", "x=4x6:h"}},
     {"gelu", "x:f", run_gelu, {"x=2x5x7x3", "x=2x5x7x3 | tanh=1", "x=3x77x64", "x=4x6:b"}},
     {"quick_gelu", "x:f", run_quick_gelu, {"x=2x77x48", "x=5x7x11"}},
-    {"geglu", "x:f", run_geglu, {"x=2x35x16", "x=1x64x2560", "x=5x7x22"}},
+    {"geglu", "x:f", run_geglu, {"x=2x35x16", "x=1x16x2560", "x=5x7x22"}},
     {0},
 };

@@ -69,7 +69,7 @@ const op_spec shape_specs[] = {
       "x=2x4x9 | axis=-1 start=0 end=4"}},
     {"concat", "a:f b:f c:f?", run_concat,
      {"a=2x5x7x3 b=2x5x7x5 | axis=-1", "a=2x4x6 b=1x4x6 c=3x4x6 | axis=0",
-      "a=2x3x4x320 b=2x3x4x640 | axis=3"}},
+      "a=1x3x4x320 b=1x3x4x640 | axis=3"}},
     {"split", "x:f", run_split,
      {"x=2x5x7x8 | axis=-1 sizes=3,5", "x=6x4 | axis=0 sizes=1,2,3"}},
     {0},

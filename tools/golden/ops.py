@@ -51,13 +51,20 @@ def draw_input(kind, shape, gen):
     raise ValueError(f"unknown input kind {kind}")
 
 
+class Inputs(dict):
+    """The case's inputs by name; an optional input the case leaves out reads as None."""
+
+    def __missing__(self, key):
+        return None
+
+
 def differentiable(kind):
     return kind[0] in "fhbt"
 
 
 def run_case(case, refs, tensors):
     gen = torch.Generator().manual_seed(zlib.crc32(case["case"].encode()))
-    ins = {}
+    ins = Inputs()
     for spec in case["inputs"]:
         stored = draw_input(spec["kind"], spec["shape"], gen)
         tensors[f"{case['case']}/in/{spec['name']}"] = stored
