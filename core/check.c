@@ -13,6 +13,16 @@ void die_at(const char *file, int line, const char *fmt, ...) {
     abort();
 }
 
+void die_check_at(const char *file, int line, const char *cond, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s:%d: check failed: %s: ", file, line, cond);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
 void *xmalloc_at(size_t n, const char *file, int line) {
     void *p = malloc(n ? n : 1);
     if (!p) die_at(file, line, "out of memory allocating %zu bytes", n);

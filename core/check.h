@@ -19,10 +19,13 @@
 #endif
 
 NORETURN void die_at(const char *file, int line, const char *fmt, ...) PRINTF_LIKE(3, 4);
+// The condition's text travels as an argument: it may contain '%'.
+NORETURN void die_check_at(const char *file, int line, const char *cond, const char *fmt, ...)
+    PRINTF_LIKE(4, 5);
 
-#define CHECK(cond, ...)                                                                 \
-    do {                                                                                 \
-        if (!(cond)) die_at(__FILE__, __LINE__, "check failed: " #cond " :: " __VA_ARGS__); \
+#define CHECK(cond, ...)                                                          \
+    do {                                                                          \
+        if (!(cond)) die_check_at(__FILE__, __LINE__, #cond, __VA_ARGS__);        \
     } while (0)
 #define DIE(...) die_at(__FILE__, __LINE__, __VA_ARGS__)
 

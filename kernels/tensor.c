@@ -38,8 +38,13 @@ static tensor *header_new(dtype dt, device dev, int ndim, const int64_t *shape) 
     t->dtype = dt;
     t->dev = dev;
     t->ndim = ndim;
+    int64_t numel = 1;
     for (int i = 0; i < ndim; i++) {
         CHECK(shape[i] >= 0, "negative dim %lld", (long long)shape[i]);
+        // Elements and bytes must fit in int64 so that numel, strides and offsets can't
+        // wrap; the safetensors reader refuses such shapes before they get here.
+        CHECK(shape[i] == 0 || numel <= (INT64_MAX / 8) / shape[i], "shape too large");
+        numel *= shape[i];
         t->shape[i] = shape[i];
     }
     contiguous_strides(ndim, t->shape, t->stride);
