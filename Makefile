@@ -40,6 +40,11 @@ $(info - nvcc:     $(NVCC); CUDA sources in tree: $(words $(CUDA_SRCS)))
 endif
 endif
 
+# OpenMP threads that spin after a parallel loop take the cores from OpenBLAS's own
+# threads, which run the matrix products right after (up to 50x slower on 2 cores).
+# OpenMP reads this when a program starts, so it is set for everything make runs.
+export OMP_WAIT_POLICY ?= passive
+
 # --- sources ------------------------------------------------------------------------------
 LIB_SRCS   := $(wildcard core/*.c kernels/*.c kernels/ops/*.c kernels/cpu/*.c)
 TEST_SRCS  := $(wildcard tests/*.c tests/ops/*.c)
