@@ -130,4 +130,4 @@ help:
 	@echo "make golden     regenerate tests/fixtures from PyTorch"
 	@echo "make deps       install the Debian packages"
 
--include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BUILD)/bench/bench_ops.d $(BUILD)/tools/safetensors_info.d

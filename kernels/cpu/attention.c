@@ -52,17 +52,8 @@ void cpu_attention_forward(tensor *out_t, tensor *lse_t, const tensor *q_t, cons
                 for (int64_t r = 0; r < rows; r++) {
                     float *pr = p + r * keys;
                     int64_t seen = keys_seen(i0 + r, Nk, causal);
-                    // Subtracting the row max keeps exp from overflowing.
-                    float max = pr[0];
-#pragma omp simd reduction(max : max)
-                    for (int64_t j = 1; j < seen; j++) max = pr[j] > max ? pr[j] : max;
-                    float sum = 0.0f;
-                    for (int64_t j = 0; j < seen; j++) sum += pr[j] = expf(pr[j] - max);
-                    float inv = 1.0f / sum;
-#pragma omp simd
-                    for (int64_t j = 0; j < seen; j++) pr[j] *= inv;
+                    lse_head[i0 + r] = cpu_softmax_row(pr, pr, seen);
                     for (int64_t j = seen; j < keys; j++) pr[j] = 0.0f;
-                    lse_head[i0 + r] = max + logf(sum);
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)D, (int)keys,
                             1.0f, p, (int)keys, v_head, (int)C, 0.0f, out + block, (int)C);

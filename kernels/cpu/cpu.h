@@ -73,6 +73,8 @@ void cpu_group_norm_backward(tensor *d_x, tensor *d_gamma, tensor *d_beta, const
                              const tensor *gamma, int64_t N, int64_t S, int64_t C, int64_t G);
 
 // softmax.c
+// y = softmax(x) over n values (y may be x); returns the log-sum-exp of x.
+float cpu_softmax_row(float *y, const float *x, int64_t n);
 void cpu_softmax_forward(tensor *out, const tensor *x, int64_t rows, int64_t cols);
 void cpu_softmax_backward(tensor *d_x, const tensor *d_out, const tensor *out, int64_t rows,
                           int64_t cols);
