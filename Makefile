@@ -2,6 +2,7 @@
 # the test runner; `make test` runs the tests. Run `make help` for every target.
 
 CC      ?= cc
+CXX     ?= g++
 BUILD   ?= build
 PYTHON  ?= python3
 OPT     ?= -O2
@@ -45,6 +46,8 @@ endif
 # OpenMP reads this when a program starts, so it is set for everything make runs.
 export OMP_WAIT_POLICY ?= passive
 
+.SECONDEXPANSION:
+
 # --- sources ------------------------------------------------------------------------------
 LIB_SRCS   := $(wildcard core/*.c kernels/*.c kernels/ops/*.c kernels/cpu/*.c)
 TEST_SRCS  := $(wildcard tests/*.c tests/ops/*.c)
@@ -53,21 +56,79 @@ TEST_OBJS  := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 LIB        := $(BUILD)/libsdft.a
 CLIS       := $(BUILD)/safetensors-info
 
-.PHONY: all test test-asan fuzz bench golden deps clean help
+# The CUDA kernels compile twice. With g++ against kernels/emu (always): the
+# cuda-emu backend, so `make test` runs every kernel on the CPU. With nvcc (when
+# present) for sm_80 and sm_90, warnings as errors: the cuda backend.
+EMU_OBJS   := $(CUDA_SRCS:%.cu=$(BUILD)/emu/%.o) \
+              $(patsubst %.cpp,$(BUILD)/%.o,$(wildcard kernels/emu/*.cpp))
+EMU_FLAGS  := -std=c++20 -DSDFT_EMU -g $(OPT) -Wall -Wextra -Wno-unused-parameter \
+              -Wno-missing-field-initializers -Wno-unknown-pragmas -fopenmp -I. $(EXTRA_CFLAGS)
+ifeq ($(SANITIZE),1)
+EMU_FLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+ifneq ($(CUDA_SRCS),)
+CFLAGS     += -DSDFT_HAVE_EMU
+LIB_OBJS   += $(EMU_OBJS)
+LDLIBS     += -lstdc++
+endif
+
+CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCHS ?= 80 90
+NVCC_FLAGS := -std=c++20 -O2 -g -I. -Werror all-warnings \
+              $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+              -Xcompiler -Wall,-Wno-unused-parameter,-Wno-missing-field-initializers
+ifneq ($(NVCC),)
+ifneq ($(CUDA_SRCS),)
+CFLAGS     += -DSDFT_HAVE_CUDA -I$(CUDA_HOME)/include
+LIB_OBJS   += $(CUDA_SRCS:%.cu=$(BUILD)/cuda/%.o)
+LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas
+endif
+endif
+
+.PHONY: all test test-gpu test-asan fuzz bench bench-gpu golden deps clean help
 all: $(LIB) $(CLIS) $(BUILD)/run_tests
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/emu/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_FLAGS) -MMD -MP -x c++ -c $< -o $@
+
+$(BUILD)/cuda/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -MMD -MP -c $< -o $@
+
 $(LIB): $(LIB_OBJS)
+ifneq ($(NVCC),)
+	@tools/check_cuda_symbols.sh $(filter $(BUILD)/emu/%,$^) -- $(filter $(BUILD)/cuda/%,$^)
+endif
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/safetensors-info: $(BUILD)/tools/safetensors_info.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/run_tests: $(TEST_OBJS) $(LIB)
+# Planted bugs: copies of real kernels with one mutation each (tests/planted/*.sed),
+# compiled for the emulator under their own names; tests/test_planted.c shows the
+# comparison with the CPU catches each. A sed script that no longer changes its
+# kernel fails the build, so the test never runs an unmutated copy.
+PLANTED     := $(patsubst tests/planted/%.sed,$(BUILD)/planted/%.o,$(wildcard tests/planted/*.sed))
+.SECONDARY: $(PLANTED:.o=.cu)
+$(BUILD)/planted/%.cu: tests/planted/%.sed kernels/cuda/$$(firstword $$(subst _, ,$$*)).cu
+	@mkdir -p $(dir $@)
+	sed -f $< kernels/cuda/$(firstword $(subst _, ,$*)).cu > $@
+	@! cmp -s $@ kernels/cuda/$(firstword $(subst _, ,$*)).cu || \
+	  { echo "$<: the mutation no longer applies to its kernel"; rm -f $@; exit 1; }
+$(BUILD)/planted/%.o: $(BUILD)/planted/%.cu
+	$(CXX) $(EMU_FLAGS) '-DCUDA_FN(name)=planted_$*_##name' -MMD -MP -x c++ -c $< -o $@
+
+$(BUILD)/run_tests: $(TEST_OBJS) $(PLANTED) $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
 
 # --- tests ----------------------------------------------------------------------------------
@@ -81,6 +142,12 @@ $(TEST_VENV)/ready: tools/requirements-test.txt
 
 test: $(BUILD)/run_tests $(TEST_VENV)/ready
 	PYTHON=$(TEST_VENV)/bin/python $(BUILD)/run_tests $(TESTS)
+
+# On a machine with a GPU: the same harness with the real cuda backend compared
+# against the CPU (the suites that need no GPU run too).
+test-gpu: $(BUILD)/run_tests $(TEST_VENV)/ready
+	@test -n "$(NVCC)" || { echo "test-gpu: nvcc not found, no cuda backend to test"; exit 1; }
+	SDFT_REQUIRE_GPU=1 PYTHON=$(TEST_VENV)/bin/python $(BUILD)/run_tests $(TESTS)
 
 test-asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 OPT=-O1 test
@@ -104,6 +171,13 @@ bench: $(BUILD)/bench_ops
 
 $(BUILD)/bench_ops: $(BUILD)/bench/bench_ops.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
+
+# Every CUDA kernel timed at SD1.5 shapes on the GPU, beside cuBLAS / cuDNN.
+bench-gpu: $(BUILD)/bench_gpu
+	$(BUILD)/bench_gpu
+
+$(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(LIB)
+	$(CC) $^ -o $@ $(LDLIBS) $(if $(filter 1,$(USE_CUDNN)),-lcudnn)
 
 # Regenerates tests/fixtures from PyTorch (tools/golden/README.md says how to set it up).
 GOLDEN_PYTHON ?= $(PYTHON)
@@ -130,4 +204,4 @@ help:
 	@echo "make golden     regenerate tests/fixtures from PyTorch"
 	@echo "make deps       install the Debian packages"
 
--include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BUILD)/bench/bench_ops.d $(BUILD)/tools/safetensors_info.d
+-include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(PLANTED:.o=.d) $(BUILD)/bench/bench_ops.d $(BUILD)/tools/safetensors_info.d

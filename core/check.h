@@ -10,6 +10,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #if defined(__GNUC__)
 #define NORETURN __attribute__((noreturn))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
@@ -38,3 +42,7 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line);
 // The last input error of this thread: one line, without trailing newline.
 void err_set(const char *fmt, ...) PRINTF_LIKE(1, 2);
 const char *err_msg(void);
+
+#ifdef __cplusplus
+}
+#endif

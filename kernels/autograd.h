@@ -12,6 +12,10 @@
 #pragma once
 #include "kernels/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define NODE_MAX_INPUTS 8
 #define NODE_MAX_SAVED 8
 
@@ -83,3 +87,7 @@ int autograd_tape_size(void);
 // gradients live inside the block.
 typedef tensor *(*block_fn)(void *ctx, tensor *const *inputs);
 tensor *op_checkpoint(block_fn block, void *ctx, int n_inputs, tensor *const *inputs);
+
+#ifdef __cplusplus
+}
+#endif

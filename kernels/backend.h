@@ -12,13 +12,18 @@
 
 #include "kernels/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum { BIN_ADD, BIN_SUB, BIN_MUL } binary_op;
 typedef enum { UN_SILU, UN_GELU, UN_GELU_TANH, UN_QUICK_GELU, UN_SCALE } unary_op;
 
 typedef struct backend {
     const char *name;
-    // The dtype this backend computes in; front-ends cast other float inputs to it.
-    dtype compute_dtype;
+    // The float dtypes the kernels read and write natively, as bits (1 << dtype);
+    // front-ends cast any other float operand to f32 (kernels/ops/common.h).
+    unsigned native_floats;
 
     // memory
     void *(*alloc)(size_t nbytes);
@@ -70,13 +75,15 @@ typedef struct backend {
                                 const tensor *d_out, const tensor *x, const tensor *mean,
                                 const tensor *rstd, const tensor *gamma, int64_t rows,
                                 int64_t cols);
+    // With silu, out = silu(group_norm(x)) (every ResNet block's norm is followed by
+    // one); the backward recomputes the normalised value from x, mean and rstd.
     void (*group_norm_forward)(tensor *out, tensor *mean, tensor *rstd, const tensor *x,
                                const tensor *gamma, const tensor *beta, int64_t N, int64_t S,
-                               int64_t C, int64_t G, float eps);
+                               int64_t C, int64_t G, float eps, bool silu);
     void (*group_norm_backward)(tensor *d_x, tensor *d_gamma, tensor *d_beta,
                                 const tensor *d_out, const tensor *x, const tensor *mean,
-                                const tensor *rstd, const tensor *gamma, int64_t N, int64_t S,
-                                int64_t C, int64_t G);
+                                const tensor *rstd, const tensor *gamma, const tensor *beta,
+                                int64_t N, int64_t S, int64_t C, int64_t G, bool silu);
 
     // Softmax over the last dim of [rows, cols].
     void (*softmax_forward)(tensor *out, const tensor *x, int64_t rows, int64_t cols);
@@ -120,10 +127,34 @@ typedef struct backend {
     void (*mse_loss_backward)(tensor *d_pred, tensor *d_target, const tensor *d_loss,
                               const tensor *pred, const tensor *target, const tensor *weights,
                               int64_t N, int64_t per_sample);
+
+    // Optimizer (no autograd). One AdamW step on f32 master weights, in place, as
+    // torch.optim.AdamW: p -= lr*wd*p; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+    // p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps), with bc_i = 1 - b_i^step.
+    void (*adamw_update)(tensor *param, tensor *m, tensor *v, const tensor *grad, float lr,
+                         float beta1, float beta2, float eps, float weight_decay, float bc1,
+                         float bc2);
+    // total[0] (f32, on the device) += sum of x^2: the global gradient norm is built
+    // from one call per gradient, without a round trip to the host for each.
+    void (*sum_squares)(tensor *total, const tensor *x);
 } backend;
 
 const backend *backend_for(device dev);
+// Whether dev can run here: the CPU and cuda-emu always; cuda when this build has it
+// and a GPU answers.
+bool backend_available(device dev);
 extern const backend cpu_backend;
+#ifdef SDFT_HAVE_EMU
+extern const backend emu_backend;
+#endif
+#ifdef SDFT_HAVE_CUDA
+extern const backend cuda_backend;
+int cuda_device_count(void);
+#endif
 
 // conv2d geometry, in this order, for geom[9].
 enum { CG_N, CG_H, CG_W, CG_CIN, CG_COUT, CG_KH, CG_KW, CG_STRIDE, CG_PAD };
+
+#ifdef __cplusplus
+}
+#endif

@@ -6,6 +6,10 @@
 #include "kernels/autograd.h"
 #include "kernels/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // Matrix products.
 tensor *op_linear(tensor *x /*[..., in]*/, tensor *w /*[out, in]*/, tensor *b /*[out] or NULL*/);
 tensor *op_matmul(tensor *a /*[B, M, K]*/, tensor *b /*[B, K, N]*/);  // -> [B, M, N]
@@ -16,6 +20,8 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *b, int stride, int pad);
 // Normalisation; x channels-last [N, ..., C] for group norm, [..., C] for layer norm.
 tensor *op_group_norm(tensor *x, tensor *gamma, tensor *beta, int groups, float eps);
 tensor *op_layer_norm(tensor *x, tensor *gamma, tensor *beta, float eps);
+// silu(group_norm(x)) in one pass, the pair every ResNet block starts with.
+tensor *op_group_norm_silu(tensor *x, tensor *gamma, tensor *beta, int groups, float eps);
 
 // Attention: q [B, Nq, H*D], k and v [B, Nk, H*D] -> [B, Nq, H*D], scale 1/sqrt(D).
 tensor *op_attention(tensor *q, tensor *k, tensor *v, int heads, bool causal);
@@ -59,3 +65,18 @@ tensor *op_sum(tensor *x, int axis);   // axis kept with size 1; ALL_AXES gives 
 tensor *op_mean(tensor *x, int axis);
 
 tensor *op_cast(tensor *x, dtype dt);
+
+// Optimizer steps: in place, outside autograd.
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+} adamw_config;
+// One AdamW step (torch.optim.AdamW) of param with its gradient and moment tensors m
+// and v (f32, param's shape); step counts from 1.
+void op_adamw_step(tensor *param, tensor *m, tensor *v, const tensor *grad,
+                   const adamw_config *cfg, int64_t step);
+// sqrt of the sum of squares of every element of the n tensors (all on one device).
+double op_global_norm(int n, tensor *const *xs);
+
+#ifdef __cplusplus
+}
+#endif

@@ -22,7 +22,10 @@ const char *dtype_name(dtype dt) {
 
 bool dtype_is_float(dtype dt) { return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16; }
 
-const char *device_name(device dev) { return dev == DEV_CPU ? "cpu" : "?"; }
+const char *device_name(device dev) {
+    static const char *names[DEV_COUNT] = {"cpu", "cuda", "cuda-emu"};
+    return dev < DEV_COUNT ? names[dev] : "?";
+}
 
 static void contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
     int64_t s = 1;

@@ -12,10 +12,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TENSOR_MAX_DIMS 6
 
 typedef enum { DT_F32, DT_F16, DT_BF16, DT_I32, DT_I64, DT_COUNT } dtype;
-typedef enum { DEV_CPU, DEV_COUNT } device;
+// cuda-emu runs the CUDA kernels on the CPU through kernels/emu (its "device"
+// memory is host memory); it exists so every kernel is tested without a GPU.
+typedef enum { DEV_CPU, DEV_CUDA, DEV_CUDA_EMU, DEV_COUNT } device;
 
 typedef struct storage {
     void *data;
@@ -84,3 +90,7 @@ void tensor_set_requires_grad(tensor *t, bool on);
 bool tensor_requires_grad(const tensor *t);
 tensor *tensor_grad(const tensor *t);  // borrowed, NULL when none accumulated
 void tensor_zero_grad(tensor *t);
+
+#ifdef __cplusplus
+}
+#endif

@@ -15,7 +15,9 @@
 //   t  f32 in [0, 1000), differentiable   iV     i32 ids in [0, V), constant
 // A case reads "x=2x5x7x3 w=4x3x3x3 | stride=2 pad=1": a shape per present input
 // (a kind may follow, "x=4x5:h", to override the spec's), then op parameters.
-// The parameters fd_eps and fd_tol tune the finite-difference check of that case.
+// The parameters fd_eps and fd_tol tune the finite-difference check of that case;
+// bf16=0 leaves out the bf16 backend comparison, and golden=0 the PyTorch golden (for
+// sizes that only stress a backend's tiling and would bloat the fixture).
 #pragma once
 #include <stdio.h>
 
@@ -50,7 +52,7 @@ typedef struct {
 // Every family's table ends with an entry whose op is NULL.
 extern const op_spec shape_specs[], elementwise_specs[], activation_specs[], linear_specs[],
     conv2d_specs[], norm_specs[], upsample_specs[], softmax_specs[], attention_specs[],
-    embedding_specs[], loss_specs[];
+    embedding_specs[], loss_specs[], optim_specs[];
 const op_spec *harness_find_spec(const char *op);
 const op_spec *harness_spec_at(int i);  // the i-th spec of all families, NULL past the end
 void harness_print_cases_json(FILE *out);

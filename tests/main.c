@@ -14,7 +14,8 @@ static const struct {
     void (*run)(void);
 } suites[] = {
     {"rng", suite_rng},           {"tensor", suite_tensor}, {"autograd", suite_autograd},
-    {"safetensors", suite_safetensors}, {"ops", suite_ops}, {"golden", suite_golden},
+    {"safetensors", suite_safetensors}, {"emu", suite_emu}, {"planted", suite_planted},
+    {"ops", suite_ops}, {"golden", suite_golden},
 };
 
 int main(int argc, char **argv) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "core/rng.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
@@ -311,6 +312,150 @@ static int run_with_grad(const op_case *c, tensor **ins, tensor **outs, tensor *
     return n_out;
 }
 
+// --- other backends against the CPU -----------------------------------------------------------
+
+// Host copies of one run's outputs and input gradients, with the dtypes they had.
+typedef struct {
+    int n_out;
+    float *out[SPEC_MAX_IO], *grad[SPEC_MAX_IO];
+    int64_t out_n[SPEC_MAX_IO], grad_n[SPEC_MAX_IO];
+    dtype out_dt[SPEC_MAX_IO], grad_dt[SPEC_MAX_IO];
+} case_result;
+
+static void result_free(case_result *r) {
+    for (int k = 0; k < SPEC_MAX_IO; k++) free(r->out[k]), free(r->grad[k]);
+    memset(r, 0, sizeof *r);
+}
+
+// Runs the case on dev from host values (float inputs stored as bf16 when as_bf16)
+// with the given upstream gradients, keeping host copies of the results.
+static void capture(const op_case *c, device dev, float *const *values, bool as_bf16,
+                    float *const *seeds, case_result *r) {
+    tensor *ins[SPEC_MAX_IO] = {0}, *outs[SPEC_MAX_IO] = {0}, *grads[SPEC_MAX_IO] = {0};
+    for (int i = 0; i < c->n_inputs; i++) {
+        if (!c->kind[i][0]) continue;
+        bool float_kind = kind_dtype(c->kind[i]) != DT_I32;
+        ins[i] = as_bf16 && float_kind
+                     ? tensor_from_f32(DT_BF16, dev, c->ndim[i], c->shape[i], values[i])
+                     : harness_make_input(c, i, dev, values[i]);
+    }
+    r->n_out = run_with_grad(c, ins, outs, grads, seeds);
+    for (int k = 0; k < r->n_out; k++) {
+        r->out[k] = host_copy(outs[k]);
+        r->out_n[k] = tensor_numel(outs[k]);
+        r->out_dt[k] = outs[k]->dtype;
+    }
+    for (int i = 0; i < c->n_inputs; i++) {
+        if (!grads[i]) continue;
+        r->grad[i] = host_copy(grads[i]);
+        r->grad_n[i] = tensor_numel(grads[i]);
+        r->grad_dt[i] = grads[i]->dtype;
+    }
+    free_outputs(outs, r->n_out);
+    for (int i = 0; i < c->n_inputs; i++) tensor_free(ins[i]), tensor_free(grads[i]);
+}
+
+// The bar for a result held in dt: 1e-5 in f32, the type's rounding otherwise.
+static double backend_tolerance(dtype dt) {
+    return dt == DT_BF16 ? 1e-2 : dt == DT_F16 ? 1e-3 : 1e-5;
+}
+
+static void expect_same_results(const op_case *c, const char *what, const case_result *ours,
+                                const case_result *ref) {
+    EXPECT(ours->n_out == ref->n_out, "%s %s: %d outputs, cpu %d", c->name, what, ours->n_out,
+           ref->n_out);
+    for (int k = 0; k < ours->n_out && k < ref->n_out; k++) {
+        double err = rel_error(ours->out[k], ref->out[k], ref->out_n[k]);
+        double tol = backend_tolerance(ours->out_dt[k]);
+        EXPECT(ours->out_n[k] == ref->out_n[k] && all_finite(ours->out[k], ours->out_n[k]) &&
+                   err <= tol,
+               "%s %s: output %d relative error %.3g > %.3g", c->name, what, k, err, tol);
+    }
+    for (int i = 0; i < c->n_inputs; i++) {
+        if (!ref->grad[i] && !ours->grad[i]) continue;
+        EXPECT(ours->grad[i] && ref->grad[i], "%s %s: gradient of %s missing on one side",
+               c->name, what, c->input_name[i]);
+        if (!ours->grad[i] || !ref->grad[i]) continue;
+        double err = rel_error(ours->grad[i], ref->grad[i], ref->grad_n[i]);
+        double tol = backend_tolerance(ours->grad_dt[i]);
+        EXPECT(all_finite(ours->grad[i], ours->grad_n[i]) && err <= tol,
+               "%s %s: d/d%s relative error %.3g > %.3g", c->name, what, c->input_name[i], err,
+               tol);
+    }
+}
+
+// The devices compared against the CPU: every other backend that runs here.
+static int compare_devices(device *devs) {
+    int n = 0;
+    for (int d = 0; d < DEV_COUNT; d++)
+        if (d != DEV_CPU && backend_available((device)d)) devs[n++] = (device)d;
+    return n;
+}
+
+// SDFT_EMU_OPS=a,b limits the cuda-emu comparison to those ops (while kernel families
+// are being written); unset, every op is compared.
+static bool compared_on(device dev, const char *op) {
+    const char *only = getenv("SDFT_EMU_OPS");
+    if (dev != DEV_CUDA_EMU || !only || !*only) return true;
+    size_t len = strlen(op);
+    for (const char *p = only; (p = strstr(p, op)); p += len)
+        if ((p == only || p[-1] == ',') && (p[len] == ',' || p[len] == 0)) return true;
+    return false;
+}
+
+// A case runs on bf16 storage unless it says bf16=0 or already has half inputs.
+static bool has_bf16_path(const op_case *c) {
+    if (!param_int(&c->params, "bf16", 1)) return false;
+    for (int i = 0; i < c->n_inputs; i++)
+        if (c->kind[i][0] == 'h' || c->kind[i][0] == 'b') return false;
+    return true;
+}
+
+static int cases_compared[DEV_COUNT];
+
+// Every other backend against the CPU: the f32 path against the CPU run cpu_ref, then
+// the bf16 path against the CPU in f32 on the same bf16-rounded inputs and seeds.
+static void compare_backends(const op_case *c, float *const *values, float *const *seeds,
+                             const case_result *cpu_ref) {
+    device devs[DEV_COUNT];
+    int n_dev = compare_devices(devs);
+    for (int d = 0; d < n_dev; d++) {
+        if (!compared_on(devs[d], c->spec->op)) continue;
+        char what[64];
+        case_result ours = {0};
+        capture(c, devs[d], values, false, seeds, &ours);
+        snprintf(what, sizeof what, "%s f32", device_name(devs[d]));
+        expect_same_results(c, what, &ours, cpu_ref);
+        result_free(&ours);
+        cases_compared[devs[d]]++;
+        if (!has_bf16_path(c)) continue;
+
+        float *rounded[SPEC_MAX_IO] = {0}, *rounded_seeds[SPEC_MAX_IO] = {0};
+        for (int i = 0; i < c->n_inputs; i++) {
+            if (!values[i]) continue;
+            int64_t n = 1;
+            for (int k = 0; k < c->ndim[i]; k++) n *= c->shape[i][k];
+            rounded[i] = xmalloc((size_t)(n ? n : 1) * sizeof(float));
+            for (int64_t j = 0; j < n; j++)
+                rounded[i][j] = kind_dtype(c->kind[i]) == DT_I32 ? values[i][j]
+                                                                 : bf16_to_f32(f32_to_bf16(values[i][j]));
+        }
+        for (int k = 0; k < cpu_ref->n_out; k++) {
+            rounded_seeds[k] = xmalloc((size_t)(cpu_ref->out_n[k] ? cpu_ref->out_n[k] : 1) * sizeof(float));
+            for (int64_t j = 0; j < cpu_ref->out_n[k]; j++)
+                rounded_seeds[k][j] = bf16_to_f32(f32_to_bf16(seeds[k][j]));
+        }
+        case_result ref = {0};
+        capture(c, DEV_CPU, rounded, false, rounded_seeds, &ref);
+        capture(c, devs[d], rounded, true, rounded_seeds, &ours);
+        snprintf(what, sizeof what, "%s bf16", device_name(devs[d]));
+        expect_same_results(c, what, &ours, &ref);
+        result_free(&ours);
+        result_free(&ref);
+        for (int i = 0; i < SPEC_MAX_IO; i++) free(rounded[i]), free(rounded_seeds[i]);
+    }
+}
+
 // Every check of one case but the finite-difference verdict, which it returns as the
 // worst error over tolerance (see finite_difference_ratio).
 static double check_case(const op_case *c, char *worst_input, size_t len) {
@@ -339,6 +484,18 @@ static double check_case(const op_case *c, char *worst_input, size_t len) {
     EXPECT(cpu_guard_check() == 0, "%s: forward wrote outside a buffer", c->name);
 
     n_out = run_with_grad(c, ins, outs, grads, seeds);
+    case_result cpu_ref = {.n_out = n_out};
+    for (int k = 0; k < n_out; k++) {
+        cpu_ref.out[k] = host_copy(outs[k]);
+        cpu_ref.out_n[k] = tensor_numel(outs[k]);
+        cpu_ref.out_dt[k] = outs[k]->dtype;
+    }
+    for (int i = 0; i < c->n_inputs; i++) {
+        if (!grads[i]) continue;
+        cpu_ref.grad[i] = host_copy(grads[i]);
+        cpu_ref.grad_n[i] = tensor_numel(grads[i]);
+        cpu_ref.grad_dt[i] = grads[i]->dtype;
+    }
     EXPECT(cpu_guard_check() == 0, "%s: backward wrote outside a buffer", c->name);
     EXPECT(autograd_tape_size() == 0, "%s: tape not cleared after backward", c->name);
     for (int i = 0; i < c->n_inputs; i++) {
@@ -350,6 +507,8 @@ static double check_case(const op_case *c, char *worst_input, size_t len) {
     }
     free_outputs(outs, n_out);
     double ratio = finite_difference_ratio(c, ins, values, grads, seeds, worst_input, len);
+    compare_backends(c, values, seeds, &cpu_ref);
+    result_free(&cpu_ref);
 
     for (int i = 0; i < c->n_inputs; i++) {
         tensor_free(ins[i]);
@@ -413,6 +572,8 @@ static void harness_self_tests(void) {
 }
 
 // Ops declared in kernels/ops.h that no spec covers.
+// Ops declared in kernels/ops.h ("<type> op_name(" or "<type> *op_name(" at the start
+// of a line) that no spec covers.
 static void check_coverage(void) {
     test_begin("ops/coverage of kernels/ops.h");
     FILE *f = fopen(repo_path("kernels/ops.h"), "r");
@@ -420,28 +581,47 @@ static void check_coverage(void) {
     char line[512];
     int declared = 0;
     while (f && fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, " *op_");
-        if (!p && strncmp(line, "void op_", 8) == 0) p = line + 4;
-        if (!p) continue;
-        p = strstr(p, "op_") + 3;
-        char name[64];
+        if (!isalpha((unsigned char)line[0])) continue;
+        const char *p = strstr(line, "op_");
+        if (!p || p == line || (p[-1] != ' ' && p[-1] != '*')) continue;
+        p += 3;
         int len = 0;
-        while ((isalnum((unsigned char)p[len]) || p[len] == '_') && len < 63) len++;
-        snprintf(name, sizeof name, "%.*s", len, p);
+        while (isalnum((unsigned char)p[len]) || p[len] == '_') len++;
+        if (p[len] != '(') continue;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", len < 63 ? len : 63, p);
         declared++;
         EXPECT(harness_find_spec(name), "op_%s has no harness spec", name);
     }
     if (f) fclose(f);
     EXPECT(declared > 20, "found only %d op declarations in kernels/ops.h", declared);
-    printf("  %d ops declared, all checked on: cpu (reference)", declared);
-    printf("; other backends in this build: none\n");
+    printf("  %d ops declared and specified\n", declared);
     test_end();
+}
+
+// Which backends this run compares, and a failure when a GPU was required and is absent.
+static void report_backends(void) {
+    device devs[DEV_COUNT];
+    int n = compare_devices(devs);
+    printf("  backends compared against cpu:");
+    for (int d = 0; d < n; d++) printf(" %s", device_name(devs[d]));
+    printf("%s\n", n ? "" : " none");
+#ifdef SDFT_HAVE_CUDA
+    test_begin("ops/cuda backend on a GPU");
+    if (getenv("SDFT_REQUIRE_GPU"))
+        EXPECT(backend_available(DEV_CUDA), "SDFT_REQUIRE_GPU is set but no GPU answers");
+    else if (!backend_available(DEV_CUDA))
+        test_skip("this build has the cuda backend but no GPU answers here; make test-gpu runs "
+                  "the harness on one");
+    test_end();
+#endif
 }
 
 void suite_ops(void) {
     cpu_guard_mode(true);
     harness_self_tests();
     check_coverage();
+    report_backends();
     for (int s = 0; harness_spec_at(s); s++) {
         const op_spec *spec = harness_spec_at(s);
         for (int k = 0; k < SPEC_MAX_CASES && spec->cases[k]; k++) {
@@ -451,4 +631,8 @@ void suite_ops(void) {
         }
     }
     cpu_guard_mode(false);
+    for (int d = 0; d < DEV_COUNT; d++)
+        if (cases_compared[d])
+            printf("  %s: %d cases compared against cpu (f32, and bf16 where the case has it)\n",
+                   device_name((device)d), cases_compared[d]);
 }

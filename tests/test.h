@@ -33,3 +33,5 @@ void suite_autograd(void);
 void suite_safetensors(void);
 void suite_ops(void);
 void suite_golden(void);
+void suite_emu(void);
+void suite_planted(void);

@@ -149,6 +149,7 @@ void suite_golden(void) {
         for (int k = 0; k < SPEC_MAX_CASES && spec->cases[k]; k++) {
             op_case c;
             harness_parse_case(&c, spec, k);
+            if (!param_int(&c.params, "golden", 1)) continue;  // backend-only sizes
             total++;
             const cJSON *jc = NULL;
             cJSON_ArrayForEach(jc, cases) {

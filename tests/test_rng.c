@@ -45,7 +45,7 @@ static void normal_statistics(void) {
 }
 
 static void streams_are_addressable(void) {
-    test_begin("rng/draw j depends only on (seed, j)");
+    test_begin("rng/draw j depends only on (seed, j), on every backend");
     float a[37], b[37];
     rng_stream s = {99, 5};
     rng_fill_normal(&s, a, 37);
@@ -55,6 +55,21 @@ static void streams_are_addressable(void) {
     backend_for(DEV_CPU)->fill_normal(t, 99, 5);
     EXPECT(memcmp(tensor_data(t), a, sizeof a) == 0, "backend fill_normal differs");
     tensor_free(t);
+    // Every other backend draws the same stream, bit for bit: noise and dropout must
+    // not depend on the device a run (or its resume) uses.
+    for (int d = DEV_CPU + 1; d < DEV_COUNT; d++) {
+        if (!backend_available((device)d)) continue;
+        enum { N = 10007 };
+        static float host[N], dev[N];
+        tensor *c = tensor_new(DT_F32, DEV_CPU, SHAPE(N)), *g = tensor_new(DT_F32, (device)d, SHAPE(N));
+        backend_for(DEV_CPU)->fill_normal(c, 42, 123);
+        backend_for((device)d)->fill_normal(g, 42, 123);
+        tensor_copy_to_f32(c, host, N);
+        tensor_copy_to_f32(g, dev, N);
+        EXPECT(memcmp(host, dev, sizeof host) == 0, "%s fill_normal differs from the cpu",
+               device_name((device)d));
+        tensor_free(c), tensor_free(g);
+    }
     rng_stream u = {7, 0};
     uint32_t hits[10] = {0};
     for (int i = 0; i < 10000; i++) hits[rng_below(&u, 10)]++;

@@ -10,7 +10,7 @@ float *cpu_f32(const tensor *t) {
 
 const backend cpu_backend = {
     .name = "cpu",
-    .compute_dtype = DT_F32,
+    .native_floats = 1u << DT_F32,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_upload,
@@ -43,4 +43,6 @@ const backend cpu_backend = {
     .timestep_embedding_backward = cpu_timestep_embedding_backward,
     .mse_loss_forward = cpu_mse_loss_forward,
     .mse_loss_backward = cpu_mse_loss_backward,
+    .adamw_update = cpu_adamw_update,
+    .sum_squares = cpu_sum_squares,
 };

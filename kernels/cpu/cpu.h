@@ -67,10 +67,11 @@ void cpu_layer_norm_backward(tensor *d_x, tensor *d_gamma, tensor *d_beta, const
                              const tensor *gamma, int64_t rows, int64_t cols);
 void cpu_group_norm_forward(tensor *out, tensor *mean, tensor *rstd, const tensor *x,
                             const tensor *gamma, const tensor *beta, int64_t N, int64_t S,
-                            int64_t C, int64_t G, float eps);
+                            int64_t C, int64_t G, float eps, bool silu);
 void cpu_group_norm_backward(tensor *d_x, tensor *d_gamma, tensor *d_beta, const tensor *d_out,
                              const tensor *x, const tensor *mean, const tensor *rstd,
-                             const tensor *gamma, int64_t N, int64_t S, int64_t C, int64_t G);
+                             const tensor *gamma, const tensor *beta, int64_t N, int64_t S,
+                             int64_t C, int64_t G, bool silu);
 
 // softmax.c
 // y = softmax(x) over n values (y may be x); returns the log-sum-exp of x.
@@ -113,3 +114,9 @@ void cpu_mse_loss_forward(tensor *loss, const tensor *pred, const tensor *target
 void cpu_mse_loss_backward(tensor *d_pred, tensor *d_target, const tensor *d_loss,
                            const tensor *pred, const tensor *target, const tensor *weights,
                            int64_t N, int64_t per_sample);
+
+// optim.c
+void cpu_adamw_update(tensor *param, tensor *m, tensor *v, const tensor *grad, float lr,
+                      float beta1, float beta2, float eps, float weight_decay, float bc1,
+                      float bc2);
+void cpu_sum_squares(tensor *total, const tensor *x);

@@ -8,11 +8,21 @@
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
 //   d_gamma[c] = sum of dy * xhat over everything normalised with channel c
 //   d_beta[c]  = sum of dy over the same
+// Group norm with the fused SiLU outputs silu(n), n = gamma * xhat + beta; its
+// backward recomputes n and first turns dy into dy * silu'(n), then proceeds as above.
 #include <math.h>
 #include <stdlib.h>
 
 #include "core/check.h"
 #include "kernels/cpu/cpu.h"
+
+static inline float silu(float v) { return v / (1.0f + expf(-v)); }
+
+// d silu(v) / dv = s * (1 + v * (1 - s)) with s = sigmoid(v).
+static inline float silu_grad(float v) {
+    float s = 1.0f / (1.0f + expf(-v));
+    return s * (1.0f + v * (1.0f - s));
+}
 
 void cpu_layer_norm_forward(tensor *out, tensor *mean_t, tensor *rstd_t, const tensor *x_t,
                             const tensor *gamma_t, const tensor *beta_t, int64_t rows,
@@ -114,7 +124,7 @@ static void group_sums(double *sums /*[G]*/, const float *x /*[S, C]*/, const do
 // x is [N, S, C]; group g of sample n is channels [g*Cg, (g+1)*Cg) at every s.
 void cpu_group_norm_forward(tensor *out, tensor *mean_t, tensor *rstd_t, const tensor *x_t,
                             const tensor *gamma_t, const tensor *beta_t, int64_t N, int64_t S,
-                            int64_t C, int64_t G, float eps) {
+                            int64_t C, int64_t G, float eps, bool silu_out) {
     float *y = cpu_f32(out);                // [N, S, C]
     float *mean = cpu_f32(mean_t);          // [N, G]
     float *rstd = cpu_f32(rstd_t);          // [N, G]
@@ -141,14 +151,16 @@ void cpu_group_norm_forward(tensor *out, tensor *mean_t, tensor *rstd_t, const t
         const float *mean_n = mean + (ns / S) * G, *rstd_n = rstd + (ns / S) * G;
         for (int64_t c = 0; c < C; c++) {
             int64_t g = c / Cg;
-            y[ns * C + c] = (xr[c] - mean_n[g]) * rstd_n[g] * gamma[c] + beta[c];
+            float v = (xr[c] - mean_n[g]) * rstd_n[g] * gamma[c] + beta[c];
+            y[ns * C + c] = silu_out ? silu(v) : v;
         }
     }
 }
 
 void cpu_group_norm_backward(tensor *d_x, tensor *d_gamma, tensor *d_beta, const tensor *d_out,
                              const tensor *x_t, const tensor *mean_t, const tensor *rstd_t,
-                             const tensor *gamma_t, int64_t N, int64_t S, int64_t C, int64_t G) {
+                             const tensor *gamma_t, const tensor *beta_t, int64_t N, int64_t S,
+                             int64_t C, int64_t G, bool silu_out) {
     float *dx = cpu_f32(d_x);               // [N, S, C] or NULL
     float *dgamma = cpu_f32(d_gamma);       // [C] or NULL
     float *dbeta = cpu_f32(d_beta);         // [C] or NULL
@@ -157,8 +169,23 @@ void cpu_group_norm_backward(tensor *d_x, tensor *d_gamma, tensor *d_beta, const
     const float *mean = cpu_f32(mean_t);    // [N, G]
     const float *rstd = cpu_f32(rstd_t);    // [N, G]
     const float *gamma = cpu_f32(gamma_t);  // [C]
+    const float *beta = cpu_f32(beta_t);    // [C]
     int64_t Cg = C / G;
     double count = (double)(S * Cg);
+    float *dy_silu = NULL;  // [N, S, C]: d_out * silu'(n) when the SiLU is fused
+    if (silu_out) {
+        dy_silu = xmalloc((size_t)(N * S * C) * sizeof(float));
+#pragma omp parallel for schedule(static)
+        for (int64_t ns = 0; ns < N * S; ns++) {
+            const float *mean_n = mean + (ns / S) * G, *rstd_n = rstd + (ns / S) * G;
+            for (int64_t c = 0; c < C; c++) {
+                int64_t i = ns * C + c, g = c / Cg;
+                float v = (x[i] - mean_n[g]) * rstd_n[g] * gamma[c] + beta[c];
+                dy_silu[i] = dy[i] * silu_grad(v);
+            }
+        }
+        dy = dy_silu;
+    }
     // Per-sample channel sums of dy * xhat and dy: each (n, g) owns its own entries,
     // so the group loop runs in parallel and the sum over samples comes after.
     double *part_gamma = xcalloc((size_t)(N * C), sizeof(double));  // [N, C]
@@ -200,4 +227,5 @@ void cpu_group_norm_backward(tensor *d_x, tensor *d_gamma, tensor *d_beta, const
     }
     free(part_gamma);
     free(part_beta);
+    free(dy_silu);
 }

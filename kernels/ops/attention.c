@@ -25,7 +25,7 @@ static void attention_backward(node *n, const tensor *d_out) {
 }
 
 tensor *op_attention(tensor *q_in, tensor *k_in, tensor *v_in, int heads, bool causal) {
-    tensor *q = op_input(q_in), *k = op_input(k_in), *v = op_input(v_in);
+    tensor *q = op_input(q_in), *k = op_input_like(k_in, q), *v = op_input_like(v_in, q);
     CHECK_SHAPE(q->ndim == 3, "attention", q, "q must be [B, Nq, H*D]");
     int64_t B = q->shape[0], Nq = q->shape[1], C = q->shape[2];
     CHECK_SHAPE(heads > 0 && C % heads == 0, "attention", q, "channels must split into %d heads",

@@ -4,8 +4,16 @@
 #include <stdlib.h>
 
 tensor *op_input(tensor *x) {
-    dtype want = be_of(x)->compute_dtype;
-    if (dtype_is_float(x->dtype) && x->dtype != want) return op_cast(x, want);
+    if (dtype_is_float(x->dtype) && !(be_of(x)->native_floats & (1u << x->dtype)))
+        return op_cast(x, DT_F32);
+    return op_contiguous(x);
+}
+
+tensor *op_input_like(tensor *x, const tensor *first) {
+    if (!x) return NULL;
+    CHECK(x->dev == first->dev, "operands on %s and %s", device_name(x->dev),
+          device_name(first->dev));
+    if (dtype_is_float(x->dtype) && x->dtype != first->dtype) return op_cast(x, first->dtype);
     return op_contiguous(x);
 }
 

@@ -9,10 +9,13 @@
 
 static inline const backend *be_of(const tensor *t) { return backend_for(t->dev); }
 
-// The form a kernel reads: the backend's compute dtype and contiguous. Returns a new
-// reference: x itself when it already fits, else a cast or copy recorded on the tape
-// so gradients still reach x.
+// The form a kernel reads: contiguous, and a float dtype the backend computes in
+// natively (others become f32). Returns a new reference: x itself when it already
+// fits, else a cast or copy recorded on the tape so gradients still reach x.
 tensor *op_input(tensor *x);
+// The same for an op's further operands: a float operand takes the dtype of the op's
+// first input (an op computes in one dtype). NULL stays NULL.
+tensor *op_input_like(tensor *x, const tensor *first);
 
 // Aborts with "file:line: op: <message>, got [shape] dtype" unless cond holds.
 NORETURN void shape_fail_at(const char *file, int line, const char *op, const tensor *t,

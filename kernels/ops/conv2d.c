@@ -31,7 +31,7 @@ static void conv2d_backward(node *n, const tensor *gy /*[N, Ho, Wo, Cout]*/) {
 }
 
 tensor *op_conv2d(tensor *x_in, tensor *w_in, tensor *b_in, int stride, int pad) {
-    tensor *x = op_input(x_in), *w = op_input(w_in), *b = b_in ? op_input(b_in) : NULL;
+    tensor *x = op_input(x_in), *w = op_input_like(w_in, x), *b = op_input_like(b_in, x);
     CHECK_SHAPE(x->ndim == 4, "conv2d", x, "input must be [N, H, W, Cin]");
     CHECK_SHAPE(w->ndim == 4 && w->shape[3] == x->shape[3], "conv2d", w,
                 "weight must be [Cout, KH, KW, %lld]", (long long)x->shape[3]);

@@ -63,8 +63,7 @@ static void mul_backward(node *n, const tensor *gy) {
 }
 
 static tensor *binary(const char *name, tensor *a_in, tensor *b_in, binary_op op) {
-    tensor *a = op_input(a_in), *b = op_input(b_in);
-    CHECK(a->dev == b->dev, "%s: operands on different devices", name);
+    tensor *a = op_input(a_in), *b = op_input_like(b_in, a);
     int64_t shape[TENSOR_MAX_DIMS];
     int nd = broadcast_shape(name, a, b, shape);
     tensor *y = tensor_new(a->dtype, a->dev, nd, shape);

@@ -34,7 +34,7 @@ static void linear_backward(node *n, const tensor *gy /*[rows, out]*/) {
 }
 
 tensor *op_linear(tensor *x_in, tensor *w_in, tensor *b_in) {
-    tensor *x = op_input(x_in), *w = op_input(w_in), *b = b_in ? op_input(b_in) : NULL;
+    tensor *x = op_input(x_in), *w = op_input_like(w_in, x), *b = op_input_like(b_in, x);
     CHECK_SHAPE(w->ndim == 2, "linear", w, "weight must be [out, in]");
     int64_t out = w->shape[0], in = w->shape[1];
     CHECK_SHAPE(x->ndim >= 1 && x->shape[x->ndim - 1] == in, "linear", x,
@@ -90,7 +90,7 @@ static void matmul_backward(node *n, const tensor *gy /*[B, M, N]*/) {
 }
 
 tensor *op_matmul(tensor *a_in, tensor *b_in) {
-    tensor *a = op_input(a_in), *b = op_input(b_in);
+    tensor *a = op_input(a_in), *b = op_input_like(b_in, a);
     CHECK_SHAPE(a->ndim == 3, "matmul", a, "a must be [B, M, K]");
     int64_t B = a->shape[0], M = a->shape[1], K = a->shape[2];
     bool shared_b = b->ndim == 2;

@@ -17,8 +17,8 @@ static void mse_loss_backward(node *n, const tensor *d_loss) {
 }
 
 tensor *op_mse_loss(tensor *pred_in, tensor *target_in, tensor *weights_in) {
-    tensor *pred = op_input(pred_in), *target = op_input(target_in);
-    tensor *weights = weights_in ? op_input(weights_in) : NULL;
+    tensor *pred = op_input(pred_in), *target = op_input_like(target_in, pred);
+    tensor *weights = op_input_like(weights_in, pred);
     CHECK_SHAPE(pred->ndim >= 1 && tensor_numel(pred) > 0, "mse_loss", pred,
                 "pred must be a non-empty [N, ...]");
     CHECK_SHAPE(tensor_same_shape(target, pred), "mse_loss", target,

@@ -22,6 +22,12 @@ const op_spec attention_specs[] = {
       "q=1x20x64 k=1x77x64 v=1x77x64 | heads=1",
       // More query rows than the CPU kernel's block of 1024.
       "q=1x1030x16 k=1x1030x16 v=1x1030x16 | heads=2 causal=1",
-      "q=2x1030x16 k=2x77x16 v=2x77x16 | heads=2"}},
+      "q=2x1030x16 k=2x77x16 v=2x77x16 | heads=2",
+      // Several CUDA blocks with ragged last tiles at SD1.5's and CLIP's head dims
+      // (kernels/cuda/attention.cu tiles 16 rows per warp, 16 to 64 streamed rows).
+      "q=1x150x80 k=1x150x80 v=1x150x80 | heads=2",
+      "q=1x130x160 k=1x77x160 v=1x77x160 | heads=2",
+      "q=1x70x320 k=1x90x320 v=1x90x320 | heads=2",
+      "q=1x77x128 k=1x77x128 v=1x77x128 | heads=2 causal=1"}},
     {0},
 };

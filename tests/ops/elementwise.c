@@ -36,11 +36,17 @@ static int run_mean(tensor **outs, tensor *const *in, const op_params *p) {
         "a=2x5x7x3 b=2x1x1x1", "a=3x4:h b=3x4:b"
 
 const op_spec elementwise_specs[] = {
-    {"add", "a:f b:f", run_add, {BROADCAST_CASES}},
+    // The last add case is a bias over a feature map: its backward sums b's gradient
+    // over 1024 rows, which the cuda sum_reduce splits into chunks (two passes).
+    {"add", "a:f b:f", run_add, {BROADCAST_CASES, "a=4x16x16x40 b=40"}},
     {"sub", "a:f b:f", run_sub, {BROADCAST_CASES}},
     {"mul", "a:f b:f", run_mul, {BROADCAST_CASES}},
     {"scale", "x:f", run_scale, {"x=2x5x7x3 | s=0.18215", "x=9 | s=-2"}},
-    {"sum", "x:f", run_sum, {"x=2x5x7x3 | all=1", "x=2x5x7x3 | axis=3", "x=4x6x5 | axis=0"}},
+    // The last two are long enough for the cuda sum_reduce to split into chunks: column
+    // sums (the bias-gradient pattern) and one sum of everything.
+    {"sum", "x:f", run_sum,
+     {"x=2x5x7x3 | all=1", "x=2x5x7x3 | axis=3", "x=4x6x5 | axis=0", "x=600x40 | axis=0",
+      "x=3x40x41 | all=1"}},
     {"mean", "x:f", run_mean, {"x=2x5x7x3 | all=1", "x=4x6x5 | axis=1", "x=3x8 | axis=-1"}},
     {0},
 };

@@ -18,7 +18,9 @@ static int run_timestep_embedding(tensor **outs, tensor *const *in, const op_par
 const op_spec embedding_specs[] = {
     // The small table repeats ids, so its backward adds several rows into one.
     {"embedding", "ids:i1000 table:f", run_embedding,
-     {"ids=2x77:i1000 table=1000x48", "ids=3x5:i7 table=7x4", "ids=9:i4 table=4x16"}},
+     {"ids=2x77:i1000 table=1000x48", "ids=3x5:i7 table=7x4", "ids=9:i4 table=4x16",
+      // More ids than one 256-id tile of the cuda backward's duplicate search.
+      "ids=4x77:i50 table=50x24"}},
     // SD's UNet: dim 320, flip_sin_to_cos, shift 0.
     {"timestep_embedding", "t:t", run_timestep_embedding,
      {"t=2 | dim=320 flip=1 shift=0", "t=3 | dim=33 shift=1", "t=4 | dim=64 shift=1",

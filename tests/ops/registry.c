@@ -4,7 +4,7 @@
 
 static const op_spec *const families[] = {
     shape_specs, elementwise_specs, activation_specs, linear_specs, conv2d_specs, norm_specs,
-    upsample_specs, softmax_specs, attention_specs, embedding_specs, loss_specs,
+    upsample_specs, softmax_specs, attention_specs, embedding_specs, loss_specs, optim_specs,
 };
 
 const op_spec *harness_find_spec(const char *op) {

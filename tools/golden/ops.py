@@ -101,6 +101,9 @@ def main():
     missing = sorted({c["op"] for c in cases} - refs.keys())
     if missing:
         sys.exit(f"ops.py: no reference for {', '.join(missing)}")
+    # Cases marked golden=0 exist to stress a backend's tiling at sizes too large to
+    # commit; the CPU is checked against PyTorch on the other cases of the op.
+    cases = [c for c in cases if c["params"].get("golden") != "0"]
     tensors = {}
     for case in cases:
         run_case(case, refs, tensors)

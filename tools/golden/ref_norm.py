@@ -20,9 +20,13 @@ def group_norm(ins, params):
     return [y.movedim(1, -1)]
 
 
+def group_norm_silu(ins, params):
+    return [F.silu(y) for y in group_norm(ins, params)]
+
+
 def layer_norm(ins, params):
     x = ins["x"]
     return [F.layer_norm(x, x.shape[-1:], ins["gamma"], ins["beta"], eps_param(params))]
 
 
-REFS = {"group_norm": group_norm, "layer_norm": layer_norm}
+REFS = {"group_norm": group_norm, "group_norm_silu": group_norm_silu, "layer_norm": layer_norm}

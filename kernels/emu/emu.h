@@ -1,0 +1,35 @@
+// C-callable controls of the CUDA emulator (kernels/emu/cuda_emu.h) and its
+// self-test (kernels/emu/emu_selftest.cpp), for the C test harness.
+#pragma once
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// The order in which a block's threads run between two sync points: thread order
+// (the default) or reversed. SDFT_EMU_ORDER=reverse in the environment starts the
+// program reversed. Running a kernel both ways catches a missing __syncthreads
+// whichever way the data flows (docs/emulation.md).
+void emu_set_reverse_order(bool reverse);
+bool emu_reverse_order(void);
+
+// The self-test: every emulated feature against a plain host computation. Prints
+// each failed check and returns how many failed.
+int emu_selftest_run(void);
+// 1 when a tiled kernel with one of its barriers removed gave a WRONG answer, i.e. the
+// emulator caught the bug, in thread order and in reversed order respectively.
+int emu_selftest_missing_barrier(void);
+int emu_selftest_missing_barrier_reverse(void);
+
+// Misuses the emulator must stop with a message (a deadlocked barrier, a too-large
+// block, ...). Case i runs in a child process: emu_selftest_death_run(i) must not
+// return, and its stderr must contain emu_selftest_death_expect(i).
+int emu_selftest_death_cases(void);
+const char *emu_selftest_death_name(int i);
+const char *emu_selftest_death_expect(int i);
+void emu_selftest_death_run(int i);
+
+#ifdef __cplusplus
+}
+#endif
