@@ -8,7 +8,7 @@ PYTHON  ?= python3
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Wno-unused-parameter \
            -Werror=implicit-function-declaration -fopenmp -I. $(EXTRA_CFLAGS)
-LDLIBS  := -lopenblas -lcjson -lm -fopenmp
+LDLIBS  := -lopenblas -lcjson -lm -fopenmp $(EXTRA_LDFLAGS)
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -85,7 +85,7 @@ LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcubl
 endif
 endif
 
-.PHONY: all test test-gpu test-asan fuzz bench bench-gpu golden deps clean help
+.PHONY: all test test-gpu test-asan kernel-coverage fuzz bench bench-gpu golden deps clean help
 all: $(LIB) $(CLIS) $(BUILD)/run_tests
 
 $(BUILD)/%.o: %.c
@@ -152,6 +152,15 @@ test-gpu: $(BUILD)/run_tests $(TEST_VENV)/ready
 test-asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 OPT=-O1 test
 
+# Every __global__ kernel must run in the tests: a --coverage build of the emulated
+# kernels runs the op harness, then gcov tells which kernels executed.
+kernel-coverage:
+	$(MAKE) NVCC= BUILD=build-cov OPT=-O0 EXTRA_CFLAGS=--coverage EXTRA_LDFLAGS=--coverage \
+	  build-cov/run_tests
+	find build-cov -name "*.gcda" -delete
+	build-cov/run_tests rng tensor planted ops > build-cov/kernel-coverage.log
+	$(PYTHON) tools/check_kernel_coverage.py build-cov/emu/kernels/cuda
+
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 fuzz:
@@ -172,12 +181,13 @@ bench: $(BUILD)/bench_ops
 $(BUILD)/bench_ops: $(BUILD)/bench/bench_ops.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-# Every CUDA kernel timed at SD1.5 shapes on the GPU, beside cuBLAS / cuDNN.
+# Every CUDA kernel timed at SD1.5 shapes on the GPU, beside cuBLAS and (loaded at
+# run time when libcudnn is installed) cuDNN.
 bench-gpu: $(BUILD)/bench_gpu
 	$(BUILD)/bench_gpu
 
 $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(LIB)
-	$(CC) $^ -o $@ $(LDLIBS) $(if $(filter 1,$(USE_CUDNN)),-lcudnn)
+	$(CC) $^ -o $@ $(LDLIBS)
 
 # Regenerates tests/fixtures from PyTorch (tools/golden/README.md says how to set it up).
 GOLDEN_PYTHON ?= $(PYTHON)
@@ -193,7 +203,7 @@ deps:
 	  libcjson-dev clang libclang-rt-dev python3 python3-pip python3-venv
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-cov
 
 help:
 	@echo "make            build library, CLIs and test runner (CPU-only without nvcc)"

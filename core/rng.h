@@ -15,13 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// The per-index functions are inline and callable from CUDA kernels, so host and
-// device draw with one definition.
-#if defined(__CUDACC__)
-#define HOST_DEVICE __host__ __device__ static inline
-#else
-#define HOST_DEVICE static inline
-#endif
+#include "core/host_device.h"
 
 HOST_DEVICE void philox4x32_10(uint32_t out[4], const uint32_t counter[4], const uint32_t key[2]) {
     uint32_t c0 = counter[0], c1 = counter[1], c2 = counter[2], c3 = counter[3];

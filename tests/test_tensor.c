@@ -74,8 +74,30 @@ static void casts_convert(void) {
     test_end();
 }
 
+// Every backend fills every dtype with the CPU's bits (a non-zero value: zero fills
+// may take a memset path).
+static void fills_match_cpu(void) {
+    test_begin("tensor/fill writes the cpu's bits on every backend and dtype");
+    const dtype dts[] = {DT_F32, DT_F16, DT_BF16, DT_I32, DT_I64};
+    for (int d = DEV_CPU + 1; d < DEV_COUNT; d++) {
+        if (!backend_available((device)d)) continue;
+        for (size_t k = 0; k < sizeof dts / sizeof *dts; k++) {
+            tensor *c = tensor_new(dts[k], DEV_CPU, SHAPE(37)), *g = tensor_new(dts[k], (device)d, SHAPE(37));
+            backend_for(DEV_CPU)->fill(c, -2.75f);
+            backend_for((device)d)->fill(g, -2.75f);
+            unsigned char host[37 * 8];
+            backend_for((device)d)->download(host, tensor_data(g), 37 * dtype_size(dts[k]));
+            EXPECT(memcmp(host, tensor_data(c), 37 * dtype_size(dts[k])) == 0, "%s %s fill differs",
+                   device_name((device)d), dtype_name(dts[k]));
+            tensor_free(c), tensor_free(g);
+        }
+    }
+    test_end();
+}
+
 void suite_tensor(void) {
     half_roundtrips();
     views_share_storage();
     casts_convert();
+    fills_match_cpu();
 }

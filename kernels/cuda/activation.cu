@@ -1,61 +1,12 @@
 // Pointwise activations (silu, gelu erf/tanh, quick_gelu, scale) and geglu. A few
 // flops per element against 4 to 12 bytes moved: bandwidth-bound, so every thread
 // moves one 16-byte vector of each operand (4 f32 or 8 bf16) and computes in float
-// with the CPU reference's formulas (kernels/cpu/activation.c).
+// with the CPU reference's formulas (kernels/activation_math.h).
 #include "kernels/cuda/kernels.cuh"
 #include "kernels/cuda/pointwise.cuh"
+#include "kernels/activation_math.h"
 
 constexpr int ACTIVATION_THREADS = 256;
-
-#define SQRT_HALF 0.70710678118654752440f
-#define INV_SQRT_2PI 0.39894228040143267794f
-#define SQRT_2_OVER_PI 0.79788456080286535588f
-#define GELU_TANH_COEF 0.044715f
-#define QUICK_GELU_ALPHA 1.702f
-
-static __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-static __device__ __forceinline__ float gelu(float x) {
-    return 0.5f * x * (1.0f + erff(x * SQRT_HALF));
-}
-static __device__ __forceinline__ float gelu_grad(float x) {
-    return 0.5f * (1.0f + erff(x * SQRT_HALF)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
-}
-
-// op is the same for the whole launch, so the switch is a uniform branch.
-static __device__ __forceinline__ float activate(float x, unary_op op, float param) {
-    switch (op) {
-    case UN_SILU: return x * sigmoid(x);
-    case UN_GELU: return gelu(x);
-    case UN_GELU_TANH:
-        return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_COEF * x * x * x)));
-    case UN_QUICK_GELU: return x * sigmoid(QUICK_GELU_ALPHA * x);
-    case UN_SCALE: return param * x;
-    }
-    return 0.0f;
-}
-
-// d activate(x) / dx
-static __device__ __forceinline__ float activate_grad(float x, unary_op op, float param) {
-    switch (op) {
-    case UN_SILU: {
-        float s = sigmoid(x);
-        return s * (1.0f + x * (1.0f - s));
-    }
-    case UN_GELU: return gelu_grad(x);
-    case UN_GELU_TANH: {
-        float t = tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_COEF * x * x * x));
-        return 0.5f * (1.0f + t) +
-               0.5f * x * (1.0f - t * t) * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_TANH_COEF * x * x);
-    }
-    case UN_QUICK_GELU: {
-        float s = sigmoid(QUICK_GELU_ALPHA * x);
-        return s + QUICK_GELU_ALPHA * x * s * (1.0f - s);
-    }
-    case UN_SCALE: return param;
-    }
-    return 0.0f;
-}
 
 // First element of this thread's vector of N.
 template <int N> static __device__ __forceinline__ int64_t vector_start() {
