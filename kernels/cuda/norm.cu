@@ -119,11 +119,23 @@ struct moments {
 // Each thread sums every 8th row of the chunk for its channel, relative to the
 // chunk's first value: x - shift stays small even where |mean| >> std, so the f32
 // sum of squares keeps its precision. Row lanes are then added in order.
+// The per-channel kernels' last step: each thread holds two partial sums for its
+// channel (threadIdx.x) over every ROW_LANES-th row; row lane 0 adds the other lanes'
+// in order. Returns whether this thread holds the channel's totals.
+__device__ __forceinline__ bool fold_row_lanes(float &a, float &b, bool channel_in_range) {
+    __shared__ float a_lanes[ROW_LANES][CHANNEL_LANES], b_lanes[ROW_LANES][CHANNEL_LANES];
+    a_lanes[threadIdx.y][threadIdx.x] = a;
+    b_lanes[threadIdx.y][threadIdx.x] = b;
+    __syncthreads();
+    if (threadIdx.y != 0 || !channel_in_range) return false;
+    for (int r = 1; r < ROW_LANES; r++) a += a_lanes[r][threadIdx.x], b += b_lanes[r][threadIdx.x];
+    return true;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(CHANNEL_BLOCK)
     group_norm_moments_kernel(moments *partial /*[N, chunks, C]*/, const T *x /*[N, S, C]*/,
                               int64_t S, int C, int64_t chunk_rows) {
-    __shared__ float sum_lanes[ROW_LANES][CHANNEL_LANES], sq_lanes[ROW_LANES][CHANNEL_LANES];
     int c = blockIdx.y * CHANNEL_LANES + threadIdx.x;
     int64_t n = blockIdx.z, chunk = blockIdx.x;
     int64_t s0 = chunk * chunk_rows, s1 = s0 + chunk_rows < S ? s0 + chunk_rows : S;
@@ -137,12 +149,7 @@ __global__ void __launch_bounds__(CHANNEL_BLOCK)
             sq += d * d;
         }
     }
-    sum_lanes[threadIdx.y][threadIdx.x] = sum;
-    sq_lanes[threadIdx.y][threadIdx.x] = sq;
-    __syncthreads();
-    if (threadIdx.y != 0 || c >= C) return;
-    for (int r = 1; r < ROW_LANES; r++)
-        sum += sum_lanes[r][threadIdx.x], sq += sq_lanes[r][threadIdx.x];
+    if (!fold_row_lanes(sum, sq, c < C)) return;
     float mean_d = sum / (float)(s1 - s0);
     float m2 = sq - sum * mean_d;
     partial[(n * gridDim.x + chunk) * C + c] = moments{shift + mean_d, m2 > 0.0f ? m2 : 0.0f};
@@ -162,7 +169,6 @@ __global__ void __launch_bounds__(CHANNEL_BLOCK)
                           const T *x /*[N, S, C]*/, const float *mean, const float *rstd,
                           const T *gamma /*[C]*/, const T *beta /*[C], with silu*/, int64_t S,
                           int C, int Cg, int G, int stat_row_step, int64_t chunk_rows, bool silu) {
-    __shared__ float dy_lanes[ROW_LANES][CHANNEL_LANES], dy_xhat_lanes[ROW_LANES][CHANNEL_LANES];
     int c = blockIdx.y * CHANNEL_LANES + threadIdx.x;
     int64_t n = blockIdx.z, chunk = blockIdx.x;
     int64_t s0 = chunk * chunk_rows, s1 = s0 + chunk_rows < S ? s0 + chunk_rows : S;
@@ -182,12 +188,7 @@ __global__ void __launch_bounds__(CHANNEL_BLOCK)
             sum_dy_xhat += dy * xhat;
         }
     }
-    dy_lanes[threadIdx.y][threadIdx.x] = sum_dy;
-    dy_xhat_lanes[threadIdx.y][threadIdx.x] = sum_dy_xhat;
-    __syncthreads();
-    if (threadIdx.y != 0 || c >= C) return;
-    for (int r = 1; r < ROW_LANES; r++)
-        sum_dy += dy_lanes[r][threadIdx.x], sum_dy_xhat += dy_xhat_lanes[r][threadIdx.x];
+    if (!fold_row_lanes(sum_dy, sum_dy_xhat, c < C)) return;
     partial[(n * gridDim.x + chunk) * C + c] = grad_sums{sum_dy, sum_dy_xhat};
 }
 
@@ -197,7 +198,6 @@ template <typename T>
 __global__ void __launch_bounds__(CHANNEL_BLOCK)
     norm_affine_grads_kernel(T *d_gamma /*[C] or NULL*/, T *d_beta /*[C] or NULL*/,
                              const grad_sums *partial /*[parts, C]*/, int64_t parts, int C) {
-    __shared__ float dy_lanes[ROW_LANES][CHANNEL_LANES], dy_xhat_lanes[ROW_LANES][CHANNEL_LANES];
     int c = blockIdx.x * CHANNEL_LANES + threadIdx.x;
     float sum_dy = 0.0f, sum_dy_xhat = 0.0f;
     if (c < C)
@@ -205,12 +205,7 @@ __global__ void __launch_bounds__(CHANNEL_BLOCK)
             sum_dy += partial[k * C + c].dy;
             sum_dy_xhat += partial[k * C + c].dy_xhat;
         }
-    dy_lanes[threadIdx.y][threadIdx.x] = sum_dy;
-    dy_xhat_lanes[threadIdx.y][threadIdx.x] = sum_dy_xhat;
-    __syncthreads();
-    if (threadIdx.y != 0 || c >= C) return;
-    for (int r = 1; r < ROW_LANES; r++)
-        sum_dy += dy_lanes[r][threadIdx.x], sum_dy_xhat += dy_xhat_lanes[r][threadIdx.x];
+    if (!fold_row_lanes(sum_dy, sum_dy_xhat, c < C)) return;
     if (d_gamma) d_gamma[c] = from_float<T>(sum_dy_xhat);
     if (d_beta) d_beta[c] = from_float<T>(sum_dy);
 }
