@@ -49,7 +49,7 @@ export OMP_WAIT_POLICY ?= passive
 .SECONDEXPANSION:
 
 # --- sources ------------------------------------------------------------------------------
-LIB_SRCS   := $(wildcard core/*.c kernels/*.c kernels/ops/*.c kernels/cpu/*.c)
+LIB_SRCS   := $(wildcard core/*.c kernels/*.c kernels/ops/*.c kernels/cpu/*.c infer/*.c)
 TEST_SRCS  := $(wildcard tests/*.c tests/ops/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_OBJS  := $(TEST_SRCS:%.c=$(BUILD)/%.o)
@@ -85,7 +85,7 @@ LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcubl
 endif
 endif
 
-.PHONY: all test test-gpu test-asan kernel-coverage fuzz bench bench-gpu golden deps clean help
+.PHONY: all test test-full test-gpu test-asan kernel-coverage fuzz bench bench-models bench-gpu golden deps clean help
 all: $(LIB) $(CLIS) $(BUILD)/run_tests
 
 $(BUILD)/%.o: %.c
@@ -140,12 +140,19 @@ $(TEST_VENV)/ready: tools/requirements-test.txt
 	$(TEST_VENV)/bin/pip install -q -r tools/requirements-test.txt
 	touch $@
 
-test: $(BUILD)/run_tests $(TEST_VENV)/ready
+# The CLIP tokenizer folder (vocab.json, merges.txt, configs) suite tokenizer reads,
+# derived from OpenAI's BPE file, which is MIT licensed but neither it nor anything
+# derived from it is committed.
+CLIP_BPE := ../shared/data/clip/bpe_simple_vocab_16e6.txt.gz
+$(BUILD)/clip-tokenizer/vocab.json: tools/clip_vocab.py
+	$(PYTHON) tools/clip_vocab.py $(CLIP_BPE) $(BUILD)/clip-tokenizer
+
+test: $(BUILD)/run_tests $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
 	PYTHON=$(TEST_VENV)/bin/python $(BUILD)/run_tests $(TESTS)
 
 # On a machine with a GPU: the same harness with the real cuda backend compared
 # against the CPU (the suites that need no GPU run too).
-test-gpu: $(BUILD)/run_tests $(TEST_VENV)/ready
+test-gpu: $(BUILD)/run_tests $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
 	@test -n "$(NVCC)" || { echo "test-gpu: nvcc not found, no cuda backend to test"; exit 1; }
 	SDFT_REQUIRE_GPU=1 PYTHON=$(TEST_VENV)/bin/python $(BUILD)/run_tests $(TESTS)
 
@@ -177,8 +184,19 @@ fuzz:
 BENCH_PYTHON ?= /usr/bin/python3
 bench: $(BUILD)/bench_ops
 	$(BENCH_PYTHON) bench/bench_ops.py --ours $(BUILD)/bench_ops $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-models
 
 $(BUILD)/bench_ops: $(BUILD)/bench/bench_ops.o $(LIB)
+	$(CC) $^ -o $@ $(LDLIBS)
+
+# The whole models at SD1.5's shapes beside diffusers (its Python: GOLDEN_PYTHON, the
+# golden venv when there is one): the text encoder, one UNet step of classifier-free
+# guidance at 512x512 and a VAE decode, on the random-weight SD1.5 of test-full below.
+bench-models: $(BUILD)/bench_models $(BUILD)/sd15-random/model_index.json
+	$(GOLDEN_PYTHON) bench/bench_models.py --ours $(BUILD)/bench_models \
+	  --model $(BUILD)/sd15-random $(BENCH_MODELS_ARGS)
+
+$(BUILD)/bench_models: $(BUILD)/bench/bench_models.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
 
 # Every CUDA kernel timed at SD1.5 shapes on the GPU, beside cuBLAS and (loaded at
@@ -190,11 +208,26 @@ $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
 
 # Regenerates tests/fixtures from PyTorch (tools/golden/README.md says how to set it up).
-GOLDEN_PYTHON ?= $(PYTHON)
-golden: $(BUILD)/run_tests
+GOLDEN_PYTHON ?= $(if $(wildcard .venv-golden/bin/python),.venv-golden/bin/python,$(PYTHON))
+golden: $(BUILD)/run_tests $(BUILD)/clip-tokenizer/vocab.json
 	$(BUILD)/run_tests --list-op-cases > $(BUILD)/op_cases.json
 	$(GOLDEN_PYTHON) tools/golden/ops.py $(BUILD)/op_cases.json tests/fixtures/ops.safetensors
 	$(GOLDEN_PYTHON) tools/golden/safetensors_files.py tests/fixtures/safetensors
+	$(GOLDEN_PYTHON) tools/golden/models.py tests/fixtures/models
+	$(GOLDEN_PYTHON) tools/golden/tokenizer.py $(BUILD)/clip-tokenizer tests/fixtures/tokenizer/clip_ids.json
+
+# Full size, not in CI: a random-weight checkpoint with SD1.5's real shapes (a
+# diffusers folder and a single file, 4.3 GB each, made once), diffusers' passes over
+# it, and ours compared within 1e-4. Needs the golden venv and about 10 GB of memory.
+SD15_RANDOM := $(BUILD)/sd15-random
+$(SD15_RANDOM)/model_index.json:
+	$(GOLDEN_PYTHON) tools/make_random_sd15.py --out-dir $(SD15_RANDOM) \
+	  --single-file $(SD15_RANDOM).safetensors
+$(SD15_RANDOM)-reference.safetensors: $(SD15_RANDOM)/model_index.json
+	$(GOLDEN_PYTHON) tools/golden/full_reference.py $(SD15_RANDOM) --out $@
+test-full: $(BUILD)/run_tests $(SD15_RANDOM)-reference.safetensors
+	SDFT_FULL_MODEL=$(SD15_RANDOM) SDFT_FULL_SINGLE_FILE=$(SD15_RANDOM).safetensors \
+	  SDFT_FULL_REFERENCE=$(SD15_RANDOM)-reference.safetensors $(BUILD)/run_tests full
 
 # Debian packages the build and the tests need (run as root on a fresh machine).
 deps:
@@ -209,9 +242,12 @@ help:
 	@echo "make            build library, CLIs and test runner (CPU-only without nvcc)"
 	@echo "make test       run the test suite (TESTS=prefix to filter)"
 	@echo "make test-asan  the suite under AddressSanitizer + UBSan"
+	@echo "make test-full  SD1.5-shaped random model against diffusers (not in CI; 4.3 GB x2)"
 	@echo "make fuzz       fuzz the safetensors parser for FUZZ_SECONDS (60)"
-	@echo "make bench      CPU op timings at SD1.5 shapes against PyTorch"
+	@echo "make bench      CPU op timings at SD1.5 shapes against PyTorch, then bench-models"
+	@echo "make bench-models  SD1.5 UNet step, VAE decode, text encoder against diffusers"
 	@echo "make golden     regenerate tests/fixtures from PyTorch"
 	@echo "make deps       install the Debian packages"
 
--include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(PLANTED:.o=.d) $(BUILD)/bench/bench_ops.d $(BUILD)/tools/safetensors_info.d
+-include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(PLANTED:.o=.d) $(BUILD)/bench/bench_ops.d $(BUILD)/bench/bench_models.d \
+  $(BUILD)/tools/safetensors_info.d

@@ -24,6 +24,9 @@ tensor *op_layer_norm(tensor *x, tensor *gamma, tensor *beta, float eps);
 tensor *op_group_norm_silu(tensor *x, tensor *gamma, tensor *beta, int groups, float eps);
 
 // Attention: q [B, Nq, H*D], k and v [B, Nk, H*D] -> [B, Nq, H*D], scale 1/sqrt(D).
+// Head dims up to ATTENTION_MAX_HEAD_DIM on every backend (the fused CUDA kernel
+// keeps a row of Q, K and V in registers and shared memory).
+#define ATTENTION_MAX_HEAD_DIM 160
 tensor *op_attention(tensor *q, tensor *k, tensor *v, int heads, bool causal);
 tensor *op_softmax(tensor *x);  // over the last dim
 

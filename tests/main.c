@@ -1,5 +1,6 @@
 // The test runner: `run_tests [PREFIX...]` runs the suites whose name starts with
-// one of the prefixes (all when none); `run_tests --list-op-cases` prints the op
+// one of the prefixes (all but the long ones when none; those run only when named
+// in full, as make test-full does); `run_tests --list-op-cases` prints the op
 // harness's cases as JSON for tools/golden/ops.py.
 #include <stdio.h>
 #include <string.h>
@@ -12,10 +13,14 @@ extern int tests_passed, tests_failed, tests_skipped;
 static const struct {
     const char *name;
     void (*run)(void);
+    bool only_when_named;  // long checks outside make test
 } suites[] = {
-    {"rng", suite_rng},           {"tensor", suite_tensor}, {"autograd", suite_autograd},
-    {"safetensors", suite_safetensors}, {"emu", suite_emu}, {"planted", suite_planted},
-    {"ops", suite_ops}, {"golden", suite_golden},
+    {"rng", suite_rng, false},           {"tensor", suite_tensor, false},
+    {"autograd", suite_autograd, false}, {"safetensors", suite_safetensors, false},
+    {"emu", suite_emu, false},           {"planted", suite_planted, false},
+    {"ops", suite_ops, false},           {"golden", suite_golden, false},
+    {"tokenizer", suite_tokenizer, false}, {"models", suite_models, false},
+    {"full", suite_full, true},
 };
 
 int main(int argc, char **argv) {
@@ -24,8 +29,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
-        bool selected = argc == 1;
-        for (int a = 1; a < argc; a++) selected |= strncmp(suites[i].name, argv[a], strlen(argv[a])) == 0;
+        bool selected = argc == 1 && !suites[i].only_when_named;
+        for (int a = 1; a < argc; a++)
+            selected |= suites[i].only_when_named ? strcmp(suites[i].name, argv[a]) == 0
+                                                  : strncmp(suites[i].name, argv[a], strlen(argv[a])) == 0;
         if (!selected) continue;
         printf("== %s\n", suites[i].name);
         suites[i].run();

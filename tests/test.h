@@ -35,3 +35,6 @@ void suite_ops(void);
 void suite_golden(void);
 void suite_emu(void);
 void suite_planted(void);
+void suite_tokenizer(void);
+void suite_models(void);
+void suite_full(void);  // only when named: make test-full

@@ -34,6 +34,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/kernels.cuh"
+#include "kernels/ops.h"
 
 using namespace nvcuda;
 
@@ -45,7 +46,7 @@ using namespace nvcuda;
 
 // Head dims up to 160 (SD1.5's deepest level) have kernels; 40, 80 and 160 (SD1.5),
 // 64 (CLIP, SD2, SDXL) and every smaller dim get their own padded size.
-#define MAX_HEAD_DIM 160
+#define MAX_HEAD_DIM ATTENTION_MAX_HEAD_DIM
 
 // --- tile geometry ------------------------------------------------------------------------
 

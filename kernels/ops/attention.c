@@ -34,6 +34,8 @@ tensor *op_attention(tensor *q_in, tensor *k_in, tensor *v_in, int heads, bool c
                 "attention", k, "k must be [%lld, Nk > 0, %lld]", (long long)B, (long long)C);
     CHECK_SHAPE(tensor_same_shape(v, k), "attention", v, "v must be shaped as k");
     int64_t Nk = k->shape[1], D = C / heads;
+    CHECK_SHAPE(D <= ATTENTION_MAX_HEAD_DIM, "attention", q, "head dim %lld is above %d",
+                (long long)D, ATTENTION_MAX_HEAD_DIM);
     CHECK_SHAPE(!causal || Nk == Nq, "attention", k, "causal attention needs Nk == Nq = %lld",
                 (long long)Nq);
     CHECK(q->dev == k->dev && q->dev == v->dev, "attention: operands on different devices");
