@@ -8,7 +8,7 @@ PYTHON  ?= python3
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Wno-unused-parameter \
            -Werror=implicit-function-declaration -fopenmp -I. $(EXTRA_CFLAGS)
-LDLIBS  := -lopenblas -lcjson -lm -fopenmp $(EXTRA_LDFLAGS)
+LDLIBS  := -lopenblas -lcjson -lpng -lz -lyaml -lm -fopenmp $(EXTRA_LDFLAGS)
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -24,6 +24,8 @@ have = $(shell echo 'int main(void){return 0;}' | \
           $(CC) -include $(1) -x c - -o /dev/null $(2) 2>/dev/null && echo yes)
 HAVE_BLAS  := $(call have,cblas.h,-lopenblas)
 HAVE_CJSON := $(call have,cjson/cJSON.h,-lcjson)
+HAVE_PNG   := $(call have,png.h,-lpng)
+HAVE_YAML  := $(call have,yaml.h,-lyaml)
 ifeq ($(MAKECMDGOALS),)
 SHOW_DETECTED := 1
 endif
@@ -34,6 +36,8 @@ ifeq ($(SHOW_DETECTED),1)
 $(info sdft build: cc=$(CC) build=$(BUILD)$(if $(filter 1,$(SANITIZE)), sanitizers=address+undefined))
 $(info - OpenBLAS: $(if $(HAVE_BLAS),found,MISSING (run: make deps)))
 $(info - cJSON:    $(if $(HAVE_CJSON),found,MISSING (run: make deps)))
+$(info - libpng:   $(if $(HAVE_PNG),found,MISSING (run: make deps)))
+$(info - libyaml:  $(if $(HAVE_YAML),found,MISSING (run: make deps)))
 ifeq ($(NVCC),)
 $(info - nvcc:     not found, CPU-only build)
 else
@@ -54,7 +58,9 @@ TEST_SRCS  := $(wildcard tests/*.c tests/ops/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_OBJS  := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 LIB        := $(BUILD)/libsdft.a
-CLIS       := $(BUILD)/safetensors-info
+CLIS       := $(BUILD)/safetensors-info $(BUILD)/sdft-sample
+# OpenAI's CLIP BPE file (MIT), from which the build derives the tokenizer folder.
+CLIP_BPE   := ../shared/data/clip/bpe_simple_vocab_16e6.txt.gz
 
 # The CUDA kernels compile twice. With g++ against kernels/emu (always): the
 # cuda-emu backend, so `make test` runs every kernel on the CPU. With nvcc (when
@@ -86,7 +92,7 @@ endif
 endif
 
 .PHONY: all test test-full test-gpu test-asan kernel-coverage fuzz bench bench-models bench-gpu golden deps clean help
-all: $(LIB) $(CLIS) $(BUILD)/run_tests
+all: $(LIB) $(CLIS) $(BUILD)/run_tests $(if $(wildcard $(CLIP_BPE)),$(BUILD)/clip-tokenizer/vocab.json)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -113,6 +119,15 @@ endif
 
 $(BUILD)/safetensors-info: $(BUILD)/tools/safetensors_info.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/sdft-sample: $(BUILD)/tools/sample.o $(LIB) $(BUILD)/sd15_configs/scheduler.json
+	$(CC) $(filter %.o %.a,$^) -o $@ $(LDLIBS)
+
+# Files the programs read from beside themselves: SD1.5's configs (single files carry
+# none) and, when the shared data is there, the CLIP tokenizer derived from it.
+$(BUILD)/sd15_configs/scheduler.json: $(wildcard tools/sd15_configs/*.json)
+	@mkdir -p $(dir $@)
+	cp tools/sd15_configs/*.json $(dir $@)
 
 # Planted bugs: copies of real kernels with one mutation each (tests/planted/*.sed),
 # compiled for the emulator under their own names; tests/test_planted.c shows the
@@ -143,7 +158,6 @@ $(TEST_VENV)/ready: tools/requirements-test.txt
 # The CLIP tokenizer folder (vocab.json, merges.txt, configs) suite tokenizer reads,
 # derived from OpenAI's BPE file, which is MIT licensed but neither it nor anything
 # derived from it is committed.
-CLIP_BPE := ../shared/data/clip/bpe_simple_vocab_16e6.txt.gz
 $(BUILD)/clip-tokenizer/vocab.json: tools/clip_vocab.py
 	$(PYTHON) tools/clip_vocab.py $(CLIP_BPE) $(BUILD)/clip-tokenizer
 
@@ -214,7 +228,10 @@ golden: $(BUILD)/run_tests $(BUILD)/clip-tokenizer/vocab.json
 	$(GOLDEN_PYTHON) tools/golden/ops.py $(BUILD)/op_cases.json tests/fixtures/ops.safetensors
 	$(GOLDEN_PYTHON) tools/golden/safetensors_files.py tests/fixtures/safetensors
 	$(GOLDEN_PYTHON) tools/golden/models.py tests/fixtures/models
+	$(GOLDEN_PYTHON) tools/golden/lora.py tests/fixtures/models tests/fixtures/lora
 	$(GOLDEN_PYTHON) tools/golden/tokenizer.py $(BUILD)/clip-tokenizer tests/fixtures/tokenizer/clip_ids.json
+	$(GOLDEN_PYTHON) tools/golden/schedulers.py tests/fixtures/schedulers
+	$(GOLDEN_PYTHON) tools/golden/pipeline.py tests/fixtures/models $(BUILD)/clip-tokenizer tests/fixtures/pipeline.safetensors
 
 # Full size, not in CI: a random-weight checkpoint with SD1.5's real shapes (a
 # diffusers folder and a single file, 4.3 GB each, made once), diffusers' passes over
@@ -233,7 +250,7 @@ test-full: $(BUILD)/run_tests $(SD15_RANDOM)-reference.safetensors
 deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q build-essential libopenblas-dev \
-	  libcjson-dev clang libclang-rt-dev python3 python3-pip python3-venv
+	  libcjson-dev libpng-dev libyaml-dev clang libclang-rt-dev python3 python3-pip python3-venv
 
 clean:
 	rm -rf build build-asan build-fuzz build-cov
@@ -250,4 +267,4 @@ help:
 	@echo "make deps       install the Debian packages"
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(PLANTED:.o=.d) $(BUILD)/bench/bench_ops.d $(BUILD)/bench/bench_models.d \
-  $(BUILD)/tools/safetensors_info.d
+  $(BUILD)/tools/safetensors_info.d $(BUILD)/tools/sample.d

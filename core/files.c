@@ -1,9 +1,11 @@
 #include "core/files.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/check.h"
 
@@ -38,11 +40,30 @@ int read_text_file(const char *path, char **text, size_t *len) {
     return 0;
 }
 
+// Python's json module writes infinities as bare Infinity / -Infinity (diffusers'
+// DPM-Solver configs carry "lambda_min_clipped": -Infinity), which JSON lacks. Outside
+// strings they become 1e999 / -1e999, same length, which parse as infinities.
+static void replace_bare_infinities(char *text) {
+    bool in_string = false;
+    for (char *c = text; *c; c++) {
+        if (in_string) {
+            if (*c == '\\' && c[1]) c++;
+            else if (*c == '"') in_string = false;
+        } else if (*c == '"') {
+            in_string = true;
+        } else if (strncmp(c, "Infinity", 8) == 0) {
+            memcpy(c, "1e999   ", 8);
+            c += 7;
+        }
+    }
+}
+
 int read_json_object(const char *path, cJSON **root) {
     *root = NULL;
     char *text;
     int rc = read_text_file(path, &text, NULL);
     if (rc) return rc;
+    replace_bare_infinities(text);
     const char *end = NULL;
     *root = cJSON_ParseWithOpts(text, &end, 1);
     if (!*root) {
@@ -57,4 +78,15 @@ int read_json_object(const char *path, cJSON **root) {
     }
     free(text);
     return *root ? 0 : -1;
+}
+
+const char *path_beside_program(char *out, size_t len, const char *name) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    CHECK(n > 0, "cannot read /proc/self/exe");
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
+    snprintf(out, len, "%s/%s", exe, name);
+    return out;
 }

@@ -17,6 +17,10 @@ int read_text_file(const char *path, char **text, size_t *len);
 // "path:line: ..." in err_msg.
 int read_json_object(const char *path, cJSON **root);
 
+// "<the running program's folder>/<name>" into out (the build folder holds files made
+// at build time beside the programs: the tokenizer, the SD1.5 configs). Returns out.
+const char *path_beside_program(char *out, size_t len, const char *name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,8 +7,9 @@
 // --- layers -----------------------------------------------------------------------------------
 
 void nn_linear_init(nn_linear *l, param_set *ps, const char *name, int in, int out, bool bias) {
+    l->lora = NULL;
     params_push(ps, "%s", name);
-    params_add(ps, &l->w, PARAM_LINEAR, "weight", SHAPE(out, in));
+    params_add(ps, &l->w, PARAM_LINEAR, "weight", SHAPE(out, in))->linear = l;
     if (bias) params_add(ps, &l->b, PARAM_PLAIN, "bias", SHAPE(out));
     else l->b = NULL;
     params_pop(ps);
@@ -45,7 +46,17 @@ void nn_layer_norm_init(nn_norm *n, param_set *ps, const char *name, int channel
     norm_init(n, ps, name, channels, 0, eps);
 }
 
-tensor *nn_linear_forward(const nn_linear *l, tensor *x) { return op_linear(x, l->w, l->b); }
+tensor *nn_linear_forward(const nn_linear *l, tensor *x) {
+    tensor *y = op_linear(x, l->w, l->b);
+    for (const nn_lora *a = l->lora; a; a = a->next) {
+        tensor *h = op_linear(x, a->down, NULL);
+        h = nn_replace(h, op_linear(h, a->up, NULL));
+        h = nn_replace(h, op_scale(h, a->scale));
+        y = nn_replace(y, op_add(y, h));
+        tensor_free(h);
+    }
+    return y;
+}
 
 tensor *nn_conv_forward(const nn_conv *c, tensor *x) {
     return op_conv2d(x, c->w, c->b, c->stride, c->pad);

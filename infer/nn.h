@@ -8,9 +8,19 @@
 #include "infer/params.h"
 #include "kernels/ops.h"
 
-typedef struct {
+// A low-rank adapter applied at run time: y += scale * up(down(x)). The base
+// weight stays untouched (the trainer's mode, and run-time adapter switching).
+typedef struct nn_lora {
+    tensor *down;  // [rank, in]  (PEFT's lora_A, kohya's lora_down)
+    tensor *up;    // [out, rank] (lora_B, lora_up)
+    float scale;   // alpha / rank x the user's multiplier
+    struct nn_lora *next;
+} nn_lora;
+
+typedef struct nn_linear {
     tensor *w;  // [out, in]
     tensor *b;  // [out] or NULL
+    nn_lora *lora;  // run-time adapters (borrowed; their owner frees them)
 } nn_linear;
 
 typedef struct {
@@ -32,6 +42,7 @@ void nn_group_norm_init(nn_norm *n, param_set *ps, const char *name, int channel
                         float eps);
 void nn_layer_norm_init(nn_norm *n, param_set *ps, const char *name, int channels, float eps);
 
+// x w^T + b, plus every run-time adapter's scale * (x down^T) up^T.
 tensor *nn_linear_forward(const nn_linear *l, tensor *x);
 tensor *nn_conv_forward(const nn_conv *c, tensor *x);
 tensor *nn_norm_forward(const nn_norm *n, tensor *x);

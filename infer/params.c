@@ -41,8 +41,8 @@ void params_pop(param_set *ps) {
     ps->prefix[ps->prefix_len[--ps->depth]] = '\0';
 }
 
-void params_add(param_set *ps, tensor **slot, param_kind kind, const char *name, int ndim,
-                const int64_t *shape) {
+param *params_add(param_set *ps, tensor **slot, param_kind kind, const char *name, int ndim,
+                  const int64_t *shape) {
     CHECK(ndim >= 1 && ndim <= 4, "parameter %s%s: %d dims", ps->prefix, name, ndim);
     if (ps->count == ps->cap) {
         ps->cap = ps->cap ? 2 * ps->cap : 256;
@@ -56,6 +56,7 @@ void params_add(param_set *ps, tensor **slot, param_kind kind, const char *name,
     snprintf(p->name, len, "%s%s", ps->prefix, name);
     memcpy(p->shape, shape, (size_t)ndim * sizeof *shape);
     *slot = NULL;
+    return p;
 }
 
 const param *params_find(const param_set *ps, const char *name) {

@@ -21,10 +21,13 @@ typedef enum {
     PARAM_CONV,    // file [Cout, Cin, KH, KW] -> ours [Cout, KH, KW, Cin]
 } param_kind;
 
+struct nn_linear;
+
 typedef struct {
     char *name;     // canonical full name
     tensor **slot;  // where the loaded tensor goes (owned by the param_set once filled)
     param_kind kind;
+    struct nn_linear *linear;  // the linear layer this is the weight of (adapters attach there)
     int ndim;
     int64_t shape[4];  // as the checkpoint stores it (torch layout)
 } param;
@@ -50,8 +53,8 @@ void params_free(param_set *ps);
 void params_push(param_set *ps, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void params_pop(param_set *ps);
 // Registers the parameter "<prefix><name>" of the given checkpoint shape.
-void params_add(param_set *ps, tensor **slot, param_kind kind, const char *name, int ndim,
-                const int64_t *shape);
+param *params_add(param_set *ps, tensor **slot, param_kind kind, const char *name, int ndim,
+                  const int64_t *shape);
 const param *params_find(const param_set *ps, const char *name);
 int64_t params_numel(const param_set *ps);
 

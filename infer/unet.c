@@ -162,6 +162,20 @@ static tensor *transformer_forward(const unet_transformer *t, tensor *x, tensor 
     return nn_replace(h, op_add(h, x));
 }
 
+// Nearest 2x upsampling to the size of the skip connection it meets next. An odd
+// size on the way down (a latent side not divisible by 8) leaves the skip one
+// smaller than 2x; torch's nearest interpolation to 2s-1 picks the same rows as 2x
+// does, minus the last, so a crop gives diffusers' result.
+static tensor *upsample_to(tensor *h, const tensor *skip) {
+    tensor *up = op_upsample_nearest2x(h);
+    if (up->shape[1] == skip->shape[1] && up->shape[2] == skip->shape[2]) return up;
+    tensor *rows = op_slice(up, 1, 0, skip->shape[1]);
+    tensor *cropped = op_slice(rows, 2, 0, skip->shape[2]);
+    tensor *out = op_contiguous(cropped);
+    tensor_free(cropped), tensor_free(rows), tensor_free(up);
+    return out;
+}
+
 // The compute dtype is the parameters': inputs are cast to it once, at the entry.
 static tensor *as_param_dtype(tensor *x, const tensor *param) {
     return x->dtype == param->dtype ? tensor_retain(x) : op_cast(x, param->dtype);
@@ -172,9 +186,6 @@ tensor *unet_forward(const unet_model *m, tensor *sample, tensor *timesteps, ten
     const int n = cfg->n_blocks;
     CHECK(sample->ndim == 4 && sample->shape[3] == cfg->in_channels,
           "unet_forward: sample must be [N, h, w, %d]", cfg->in_channels);
-    CHECK(sample->shape[1] % (1 << (n - 1)) == 0 && sample->shape[2] % (1 << (n - 1)) == 0,
-          "unet_forward: latent %lldx%lld is not divisible by %d", (long long)sample->shape[1],
-          (long long)sample->shape[2], 1 << (n - 1));
     CHECK(timesteps->ndim == 1 && timesteps->shape[0] == sample->shape[0],
           "unet_forward: timesteps must be [N]");
     CHECK(context->ndim == 3 && context->shape[0] == sample->shape[0] &&
@@ -231,7 +242,7 @@ tensor *unet_forward(const unet_model *m, tensor *sample, tensor *timesteps, ten
                 h = nn_replace(h, transformer_forward(&b->attentions[j], h, ctx));
         }
         if (b->has_sampler) {
-            h = nn_replace(h, op_upsample_nearest2x(h));
+            h = nn_replace(h, upsample_to(h, skips[n_skips - 1]));
             h = nn_replace(h, nn_conv_forward(&b->sampler, h));
         }
     }

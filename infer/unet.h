@@ -46,6 +46,6 @@ typedef struct {
 
 void unet_init(unet_model *m, const unet_config *cfg, param_set *ps, const char *prefix);
 void unet_free(unet_model *m);
-// sample [N, h, w, in_channels] (h and w divisible by 2^(blocks-1)), timesteps [N]
+// sample [N, h, w, in_channels] (any size; odd sizes as diffusers handles them), timesteps [N]
 // (f32), context [N, T, cross_attention_dim] -> the model output [N, h, w, out_channels].
 tensor *unet_forward(const unet_model *m, tensor *sample, tensor *timesteps, tensor *context);

@@ -20,6 +20,11 @@ static const struct {
     {"emu", suite_emu, false},           {"planted", suite_planted, false},
     {"ops", suite_ops, false},           {"golden", suite_golden, false},
     {"tokenizer", suite_tokenizer, false}, {"models", suite_models, false},
+    {"png", suite_png, false},
+    {"config", suite_config, false},
+    {"schedulers", suite_schedulers, false},
+    {"pipeline", suite_pipeline, false},
+    {"lora", suite_lora, false},
     {"full", suite_full, true},
 };
 

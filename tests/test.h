@@ -37,4 +37,9 @@ void suite_emu(void);
 void suite_planted(void);
 void suite_tokenizer(void);
 void suite_models(void);
+void suite_schedulers(void);
+void suite_pipeline(void);
+void suite_png(void);
+void suite_config(void);
+void suite_lora(void);
 void suite_full(void);  // only when named: make test-full

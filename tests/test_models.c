@@ -167,6 +167,14 @@ static void test_folder_and_single_file(void) {
     expect_reference(&ref_out, F32_TOL);
     test_end();
 
+    test_begin("models: UNet at a 10x14 latent (odd sizes on the way down) matches diffusers");
+    tensor *odd_x = fixture("unet_odd.sample", DEV_CPU), *odd_t = fixture("unet_odd.timestep", DEV_CPU);
+    tensor *odd_c = fixture("unet_odd.encoder_hidden_states", DEV_CPU);
+    tensor *odd_y = unet_forward(&folder.unet, odd_x, odd_t, odd_c);
+    EXPECT_CLOSE(odd_y, "unet_odd.out", F32_TOL);
+    tensor_free(odd_x), tensor_free(odd_t), tensor_free(odd_c), tensor_free(odd_y);
+    test_end();
+
     test_begin("models: the original single file loads with one unexpected key (position_ids)");
     rc = load(&single, repo_path(FIXTURES "tiny-sd.safetensors"), DT_F32, DEV_CPU,
               repo_path(FIXTURES "tiny-sd"));

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "infer/tokenizer.h"
 #include "infer/unicode_tables.h"
 #include "tests/test.h"
@@ -32,13 +33,7 @@
 // what `make BUILD=build-asan test` made.
 static const char *vocab_dir(void) {
     static char dir[1024];
-    if (!dir[0]) {
-        char exe[1024];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        CHECK(n > 0, "cannot read /proc/self/exe");
-        exe[n] = 0;
-        snprintf(dir, sizeof dir, "%s/clip-tokenizer", dirname(exe));
-    }
+    if (!dir[0]) path_beside_program(dir, sizeof dir, "clip-tokenizer");
     return dir;
 }
 

@@ -1,0 +1,709 @@
+// Suite png: PNG files written the way A1111 writes samples (read back by Pillow, the
+// reader of A1111, ComfyUI and diffusers, through tests/png_check.py), png_read on
+// every color type and on broken files, atomic writes, contact sheets, the VAE
+// output's conversion to RGB8 against numpy, and SHA-256 (FIPS vectors, hashlib).
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/image.h"
+#include "core/png.h"
+#include "core/rng.h"
+#include "core/sha256.h"
+#include "tests/test.h"
+
+// --- helpers ---------------------------------------------------------------------
+
+static const char *scratch_file(const char *name) {
+    static char buf[4][512];
+    static int next;
+    char *out = buf[next++ % 4];
+    snprintf(out, sizeof buf[0], "%s/%s", scratch_dir(), name);
+    return out;
+}
+
+static unsigned char *read_whole(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    CHECK(fp, "cannot open %s", path);
+    fseek(fp, 0, SEEK_END);
+    *len = (size_t)ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    unsigned char *buf = xmalloc(*len + 1);
+    CHECK(fread(buf, 1, *len, fp) == *len, "cannot read %s", path);
+    buf[*len] = 0;
+    fclose(fp);
+    return buf;
+}
+
+static void write_whole(const char *path, const void *bytes, size_t len) {
+    FILE *fp = fopen(path, "wb");
+    CHECK(fp && fwrite(bytes, 1, len, fp) == len && fclose(fp) == 0, "cannot write %s", path);
+}
+
+// n reproducible pseudo-random bytes.
+static void random_bytes(unsigned char *out, size_t n, uint64_t seed) {
+    for (size_t i = 0; i < n; i += 16) {
+        uint32_t x[4];
+        rng_block_at(x, seed, i / 16);
+        for (size_t j = 0; j < 16 && i + j < n; j++) out[i + j] = (unsigned char)(x[j / 4] >> (8 * (j % 4)));
+    }
+}
+
+static const char *python(void) { return getenv("PYTHON") ? getenv("PYTHON") : "python3"; }
+
+// Whether the test Python has numpy and Pillow; skips the current test when not.
+static bool have_pillow(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "%s -c 'import numpy, PIL' >/dev/null 2>&1", python());
+        cached = system(cmd) == 0;
+    }
+    if (!cached)
+        test_skip("%s cannot import numpy and Pillow (python3 -m pip install -r "
+                  "tools/requirements-test.txt)",
+                  python());
+    return cached;
+}
+
+// Runs tests/png_check.py with the given arguments; its exit status, -1 when it did
+// not exit normally.
+static int png_check(const char *fmt, ...) PRINTF_LIKE(1, 2);
+static int png_check(const char *fmt, ...) {
+    char args[1536], cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s '%s' %s", python(), repo_path("tests/png_check.py"), args);
+    fflush(stdout);
+    int status = system(cmd);
+    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Expects err_msg to be one line that starts with path and contains want.
+static void expect_error(const char *path, const char *want) {
+    EXPECT(strncmp(err_msg(), path, strlen(path)) == 0, "message does not name %s: %s", path,
+           err_msg());
+    EXPECT(strstr(err_msg(), want), "message \"%s\" lacks \"%s\"", err_msg(), want);
+    EXPECT(!strchr(err_msg(), '\n'), "message spans lines: %s", err_msg());
+}
+
+static bool same_pixels(const image_u8 *a, const image_u8 *b) {
+    return a->width == b->width && a->height == b->height && a->channels == b->channels &&
+           memcmp(a->pixels, b->pixels, (size_t)a->width * (size_t)a->height * (size_t)a->channels) == 0;
+}
+
+// The RGB part of an RGB or RGBA image, as png_read returns it.
+static image_u8 rgb_of(const image_u8 *img) {
+    image_u8 out = image_new(img->width, img->height, 3);
+    for (size_t i = 0; i < (size_t)img->width * (size_t)img->height; i++)
+        memcpy(out.pixels + 3 * i, img->pixels + (size_t)img->channels * i, 3);
+    return out;
+}
+
+// --- SHA-256 ---------------------------------------------------------------------
+
+static void expect_digest(const uint8_t digest[32], const char *want, const char *what) {
+    char hex[65];
+    sha256_hex(digest, hex);
+    EXPECT(strcmp(hex, want) == 0, "%s: %s, want %s", what, hex, want);
+}
+
+static void test_sha256_vectors(void) {
+    test_begin("png: sha256 gives the FIPS 180-2 vectors (empty, abc, 448 bits, a million a)");
+    uint8_t d[32];
+    sha256("", 0, d);
+    expect_digest(d, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "empty");
+    sha256("abc", 3, d);
+    expect_digest(d, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "abc");
+    const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    sha256(m448, strlen(m448), d);
+    expect_digest(d, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1", "448 bits");
+    // A million 'a' fed in pieces of 1 to 1000 bytes, so updates start and end
+    // everywhere within a block.
+    char a[1000];
+    memset(a, 'a', sizeof a);
+    sha256_ctx c;
+    sha256_init(&c);
+    for (size_t done = 0, step = 1; done < 1000000; step = step % 1000 + 1) {
+        size_t n = step < 1000000 - done ? step : 1000000 - done;
+        sha256_update(&c, a, n);
+        done += n;
+    }
+    sha256_final(&c, d);
+    expect_digest(d, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0", "1e6 a");
+    test_end();
+}
+
+static void test_sha256_padding(void) {
+    test_begin("png: sha256 of every length 0-200 (each padding case) and of every two-part split");
+    // The digest of the concatenated digests of 'a' * n for n = 0..200, from hashlib.
+    char a[200];
+    memset(a, 'a', sizeof a);
+    sha256_ctx chain;
+    sha256_init(&chain);
+    for (size_t n = 0; n <= 200; n++) {
+        uint8_t d[32];
+        sha256(a, n, d);
+        sha256_update(&chain, d, 32);
+    }
+    uint8_t d[32];
+    sha256_final(&chain, d);
+    expect_digest(d, "1be2d7d291484baf4c78d463a65b40a26c255b1946e5205eac8edad606a76fdd", "chain");
+
+    unsigned char msg[300];
+    random_bytes(msg, sizeof msg, 1);
+    uint8_t whole[32];
+    sha256(msg, sizeof msg, whole);
+    for (size_t i = 0; i <= sizeof msg; i++) {
+        sha256_ctx c;
+        sha256_init(&c);
+        sha256_update(&c, msg, i);
+        sha256_update(&c, msg + i, 0);
+        sha256_update(&c, msg + i, sizeof msg - i);
+        sha256_final(&c, d);
+        EXPECT(memcmp(d, whole, 32) == 0, "split at %zu differs", i);
+    }
+    test_end();
+}
+
+static void test_sha256_file(void) {
+    test_begin("png: sha256_file matches sha256 and Python's hashlib; its errors name the file");
+    size_t n = 3 * (1 << 20) + 12345;  // crosses sha256_file's 1 MiB reads
+    unsigned char *bytes = xmalloc(n);
+    random_bytes(bytes, n, 2);
+    const char *path = scratch_file("model.safetensors");
+    write_whole(path, bytes, n);
+    uint8_t from_file[32], from_memory[32];
+    EXPECT(sha256_file(path, from_file) == 0, "%s", err_msg());
+    sha256(bytes, n, from_memory);
+    EXPECT(memcmp(from_file, from_memory, 32) == 0, "sha256_file differs from sha256");
+    char hex[65];
+    sha256_hex(from_file, hex);
+    EXPECT(strlen(hex) == 64 && strspn(hex, "0123456789abcdef") == 64, "hex %s", hex);
+
+    char cmd[2048], line[128] = "";
+    snprintf(cmd, sizeof cmd,
+             "%s -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], \"rb\").read())"
+             ".hexdigest())' '%s'",
+             python(), path);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    CHECK(p, "popen %s", cmd);
+    bool got = fgets(line, sizeof line, p) != NULL;
+    int status = pclose(p);
+    if (!got || status != 0) {
+        test_skip("%s cannot run hashlib", python());
+    } else {
+        line[strcspn(line, "\n")] = 0;
+        EXPECT(strcmp(line, hex) == 0, "ours %s, hashlib %s", hex, line);
+    }
+
+    const char *missing = scratch_file("no-such-model.safetensors");
+    EXPECT(sha256_file(missing, from_file) == -1, "hashed a missing file");
+    expect_error(missing, "cannot open");
+    EXPECT(sha256_file(scratch_dir(), from_file) == -1, "hashed a directory");
+    expect_error(scratch_dir(), "cannot read");
+    free(bytes);
+    test_end();
+}
+
+// --- writing: cases Pillow must read ---------------------------------------------
+
+typedef struct {
+    const char *name;
+    int width, height, channels;
+    int n_text;
+    const char *keys[4], *values[4], *chunks[4];
+} write_case;
+
+static const write_case write_cases[] = {
+    {"1x1", 1, 1, 3, 1, {"parameters"}, {"a single pixel"}, {"tEXt"}},
+    {"7x5",
+     7,
+     5,
+     3,
+     4,
+     {"parameters", "Comment", "prompt", "empty"},
+     {"a photo of sks dog, (best quality:1.2)\nNegative prompt: blurry, lowres\nSteps: 20, "
+      "Sampler: Euler a, CFG scale: 7, Seed: 1234, Size: 7x5, Model hash: 6ce0161689, Model: "
+      "v1-5-pruned-emaonly",
+      "caf\xc3\xa9 \xc2\xa9 \xc3\xbf",  // Latin-1 characters: still tEXt
+      "\xe7\x8c\xab \xf0\x9f\x90\xb1 \xf0\x9f\x8e\xa8 \xe6\x9d\xb1\xe4\xba\xac", ""},
+     {"tEXt", "tEXt", "iTXt", "tEXt"}},
+    {"512x512 gradient",
+     512,
+     512,
+     3,
+     1,
+     {"parameters"},
+     {"\xe5\xaf\x8c\xe5\xa3\xab\xe5\xb1\xb1, \xe6\xa1\x9c \xf0\x9f\x8c\xb8\nSteps: 30, Seed: 7"},
+     {"iTXt"}},
+    {"3x2 RGBA", 3, 2, 4, 0, {0}, {0}, {0}},
+};
+
+static image_u8 case_image(const write_case *wc) {
+    image_u8 img = image_new(wc->width, wc->height, wc->channels);
+    if (wc->width == 512) {
+        for (int y = 0; y < 512; y++)
+            for (int x = 0; x < 512; x++) {
+                unsigned char *p = img.pixels + 3 * ((size_t)y * 512 + (size_t)x);
+                p[0] = (unsigned char)(x / 2), p[1] = (unsigned char)(y / 2);
+                p[2] = (unsigned char)((x + y) / 4);
+            }
+    } else {
+        random_bytes(img.pixels, (size_t)wc->width * (size_t)wc->height * (size_t)wc->channels,
+                     (uint64_t)wc->width * 100 + (uint64_t)wc->height);
+    }
+    return img;
+}
+
+static void test_pillow_reads_ours(void) {
+    for (size_t i = 0; i < sizeof write_cases / sizeof write_cases[0]; i++) {
+        const write_case *wc = &write_cases[i];
+        test_begin("png: Pillow reads png_write's %s: size, every pixel, text chunks", wc->name);
+        if (!have_pillow()) {
+            test_end();
+            continue;
+        }
+        image_u8 img = case_image(wc);
+        const char *png = scratch_file("pillow.png"), *raw = scratch_file("pillow.raw"),
+                   *json = scratch_file("pillow.json");
+        EXPECT(png_write(png, &img, wc->n_text, wc->keys, wc->values) == 0, "%s", err_msg());
+        write_whole(raw, img.pixels, (size_t)img.width * (size_t)img.height * (size_t)img.channels);
+        cJSON *want = cJSON_CreateObject();
+        cJSON_AddNumberToObject(want, "width", img.width);
+        cJSON_AddNumberToObject(want, "height", img.height);
+        cJSON_AddStringToObject(want, "mode", img.channels == 4 ? "RGBA" : "RGB");
+        cJSON_AddStringToObject(want, "pixels", raw);
+        cJSON *text = cJSON_AddObjectToObject(want, "text");
+        cJSON *chunks = cJSON_AddObjectToObject(want, "chunks");
+        for (int k = 0; k < wc->n_text; k++) {
+            cJSON_AddStringToObject(text, wc->keys[k], wc->values[k]);
+            cJSON_AddStringToObject(chunks, wc->keys[k], wc->chunks[k]);
+        }
+        char *json_text = cJSON_PrintUnformatted(want);
+        write_whole(json, json_text, strlen(json_text));
+        int status = png_check("verify '%s' '%s'", png, json);
+        EXPECT(status == 0, "png_check.py verify exited with %d", status);
+        free(json_text);
+        cJSON_Delete(want);
+        image_free(&img);
+        test_end();
+    }
+}
+
+static void test_round_trip(void) {
+    test_begin("png: png_read gives back png_write's pixels (RGB; RGBA without alpha) and text");
+    for (size_t i = 0; i < sizeof write_cases / sizeof write_cases[0]; i++) {
+        const write_case *wc = &write_cases[i];
+        image_u8 img = case_image(wc), back, rgb = rgb_of(&img);
+        png_meta text;
+        const char *path = scratch_file("round_trip.png");
+        EXPECT(png_write(path, &img, wc->n_text, wc->keys, wc->values) == 0, "%s", err_msg());
+        EXPECT(png_read(path, &back, &text) == 0, "%s: %s", wc->name, err_msg());
+        EXPECT(same_pixels(&back, &rgb), "%s: pixels differ", wc->name);
+        EXPECT(text.count == wc->n_text, "%s: %d text chunks, want %d", wc->name, text.count,
+               wc->n_text);
+        for (int k = 0; k < wc->n_text && k < text.count; k++) {
+            EXPECT(strcmp(text.keys[k], wc->keys[k]) == 0, "%s: key %s", wc->name, text.keys[k]);
+            EXPECT(strcmp(text.values[k], wc->values[k]) == 0, "%s: %s is \"%s\"", wc->name,
+                   wc->keys[k], text.values[k]);
+        }
+        image_free(&back);
+        EXPECT(png_read(path, &back, NULL) == 0 && same_pixels(&back, &rgb), "without text");
+        image_free(&back);
+        png_meta_free(&text);
+        image_free(&rgb);
+        image_free(&img);
+    }
+    test_end();
+}
+
+// --- reading: every kind of PNG and broken ones ----------------------------------
+
+static void test_read_variants(void) {
+    test_begin("png: png_read reads every color type, depth and text chunk kind as Pillow does");
+    if (!have_pillow()) {
+        test_end();
+        return;
+    }
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s", scratch_file("variants"));
+    CHECK(mkdir(dir, 0700) == 0, "mkdir %s", dir);
+    int status = png_check("variants '%s'", dir);
+    EXPECT(status == 0, "png_check.py variants exited with %d", status);
+    char path[700];
+    snprintf(path, sizeof path, "%s/variants.json", dir);
+    size_t len;
+    char *json_text = status == 0 ? (char *)read_whole(path, &len) : NULL;
+    cJSON *listing = json_text ? cJSON_Parse(json_text) : NULL;
+    int good = 0, bad = 0;
+    cJSON *v;
+    cJSON_ArrayForEach(v, listing) {
+        const char *name = cJSON_GetObjectItem(v, "name")->valuestring;
+        const cJSON *error = cJSON_GetObjectItem(v, "error");
+        snprintf(path, sizeof path, "%s/%s.png", dir, name);
+        image_u8 img;
+        png_meta text;
+        int rc = png_read(path, &img, &text);
+        if (error) {
+            bad++;
+            EXPECT(rc == -1, "%s: read a broken file", name);
+            expect_error(path, error->valuestring);
+            EXPECT(!img.pixels && !text.count && !text.keys, "%s: left something behind", name);
+            continue;
+        }
+        good++;
+        EXPECT(rc == 0, "%s: %s", name, err_msg());
+        char rgb_path[700];
+        snprintf(rgb_path, sizeof rgb_path, "%s/%s.rgb", dir, name);
+        unsigned char *want = read_whole(rgb_path, &len);
+        EXPECT(rc == 0 && img.width == cJSON_GetObjectItem(v, "width")->valueint &&
+                   img.height == cJSON_GetObjectItem(v, "height")->valueint && img.channels == 3,
+               "%s: %dx%dx%d", name, img.width, img.height, img.channels);
+        EXPECT(rc == 0 && len == (size_t)img.width * (size_t)img.height * 3 &&
+                   memcmp(img.pixels, want, len) == 0,
+               "%s: pixels differ", name);
+        cJSON *kv;
+        cJSON_ArrayForEach(kv, cJSON_GetObjectItem(v, "text")) {
+            const char *got = png_meta_get(&text, kv->string);
+            EXPECT(got && strcmp(got, kv->valuestring) == 0, "%s: %s is \"%s\", want \"%s\"", name,
+                   kv->string, got ? got : "(missing)", kv->valuestring);
+        }
+        if (strcmp(name, "text_kinds") == 0) {
+            // Comment, zipped, parameters twice (the last wins), and Title after the
+            // image data; the iTXt chunk that is not UTF-8 is skipped.
+            EXPECT(text.count == 5, "%d text chunks", text.count);
+            EXPECT(!png_meta_get(&text, "broken"), "kept an iTXt chunk that is not UTF-8");
+            EXPECT(text.count == 5 && strcmp(text.keys[4], "Title") == 0, "order");
+        }
+        free(want);
+        image_free(&img);
+        png_meta_free(&text);
+    }
+    EXPECT(good == 15 && bad == 5, "%d good and %d broken files, want 15 and 5", good, bad);
+    cJSON_Delete(listing);
+    free(json_text);
+    test_end();
+}
+
+// A small PNG with text, written by png_write, in memory.
+static unsigned char *small_png(size_t *len, image_u8 *img) {
+    *img = image_new(7, 5, 3);
+    random_bytes(img->pixels, 7 * 5 * 3, 3);
+    const char *keys[] = {"parameters"}, *values[] = {"Steps: 20, Seed: 1"};
+    const char *path = scratch_file("small.png");
+    CHECK(png_write(path, img, 1, keys, values) == 0, "%s", err_msg());
+    return read_whole(path, len);
+}
+
+static void test_truncated(void) {
+    test_begin("png: every truncation of a PNG is refused as truncated");
+    size_t len;
+    image_u8 orig;
+    unsigned char *bytes = small_png(&len, &orig);
+    const char *path = scratch_file("truncated.png");
+    for (size_t n = 0; n < len; n++) {
+        write_whole(path, bytes, n);
+        image_u8 img;
+        png_meta text;
+        EXPECT(png_read(path, &img, &text) == -1, "read a file cut at %zu of %zu bytes", n, len);
+        expect_error(path, n == 0 ? "not a PNG file" : "truncated PNG");
+        EXPECT(!img.pixels && !text.count, "cut at %zu: left something behind", n);
+        if (!test_ok()) break;
+    }
+    image_free(&orig);
+    free(bytes);
+    test_end();
+}
+
+static void test_corrupt(void) {
+    test_begin("png: corrupt PNGs give one-line errors; a byte flipped anywhere never misreads");
+    size_t len;
+    image_u8 orig;
+    unsigned char *bytes = small_png(&len, &orig);
+    const char *path = scratch_file("corrupt.png");
+    image_u8 img;
+    png_meta text;
+
+    const char *missing = scratch_file("no-such.png");
+    EXPECT(png_read(missing, &img, &text) == -1, "read a missing file");
+    expect_error(missing, "cannot open");
+    write_whole(path, "GIF89a, not a PNG", 17);
+    EXPECT(png_read(path, &img, &text) == -1, "read a GIF");
+    expect_error(path, "not a PNG file");
+
+    // Offsets: 8-byte signature, IHDR's length and type, then its 13 data bytes.
+    struct {
+        size_t at;
+        const char *want;
+    } flips[] = {{1, "not a PNG file"}, {18, "corrupt PNG: IHDR: CRC error"}};
+    for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+        bytes[flips[i].at] ^= 0x20;
+        write_whole(path, bytes, len);
+        bytes[flips[i].at] ^= 0x20;
+        EXPECT(png_read(path, &img, &text) == -1, "read with byte %zu flipped", flips[i].at);
+        expect_error(path, flips[i].want);
+    }
+    // The CRC guards every chunk: a flip either fails the read (critical chunks), or
+    // drops an ancillary chunk and leaves the pixels exact.
+    int failed = 0;
+    for (size_t at = 0; at < len; at++) {
+        bytes[at] ^= 0x55;
+        write_whole(path, bytes, len);
+        bytes[at] ^= 0x55;
+        int rc = png_read(path, &img, &text);
+        if (rc == 0) {
+            EXPECT(same_pixels(&img, &orig), "byte %zu flipped: read other pixels", at);
+        } else {
+            failed++;
+            EXPECT(strncmp(err_msg(), path, strlen(path)) == 0 && !strchr(err_msg(), '\n'),
+                   "byte %zu flipped: %s", at, err_msg());
+        }
+        image_free(&img);
+        png_meta_free(&text);
+    }
+    EXPECT(failed > (int)len / 2, "only %d of %zu flips failed", failed, len);
+    image_free(&orig);
+    free(bytes);
+    test_end();
+}
+
+// --- atomic writes ---------------------------------------------------------------
+
+// How many names in the scratch directory contain ".tmp." (leftover temp files).
+static int temp_files_left(void) {
+    DIR *d = opendir(scratch_dir());
+    CHECK(d, "cannot list %s", scratch_dir());
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));) n += strstr(de->d_name, ".tmp.") != NULL;
+    closedir(d);
+    return n;
+}
+
+// Expects path to hold the image written with the text "old".
+static void expect_old_file(const char *path, const image_u8 *old, const char *after) {
+    image_u8 img;
+    png_meta text;
+    EXPECT(png_read(path, &img, &text) == 0, "after %s: %s", after, err_msg());
+    const char *v = png_meta_get(&text, "parameters");
+    EXPECT(same_pixels(&img, old) && v && strcmp(v, "old") == 0, "after %s: the file changed",
+           after);
+    image_free(&img);
+    png_meta_free(&text);
+}
+
+static void test_atomic(void) {
+    test_begin("png: a failed png_write returns -1, keeps the old file, leaves no temp file");
+    const char *keys[] = {"parameters"}, *old_values[] = {"old"}, *new_values[] = {"new"};
+    image_u8 old = image_new(4, 3, 3), big = image_new(512, 512, 3);
+    random_bytes(old.pixels, 4 * 3 * 3, 4);
+    random_bytes(big.pixels, 512 * 512 * 3, 5);  // noise: compresses to well over 4 KB
+    const char *path = scratch_file("keep.png");
+    EXPECT(png_write(path, &old, 1, keys, old_values) == 0, "%s", err_msg());
+
+    const char *nowhere = scratch_file("no/such/dir/x.png");
+    EXPECT(png_write(nowhere, &old, 1, keys, old_values) == -1, "wrote into a missing directory");
+    expect_error(nowhere, "cannot create");
+
+    // The disk "fills up" half way: a file size limit makes write() fail with EFBIG.
+    struct rlimit saved;
+    getrlimit(RLIMIT_FSIZE, &saved);
+    struct rlimit small = {4096, saved.rlim_max};
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0, "setrlimit");
+    int rc = png_write(path, &big, 1, keys, new_values);
+    CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0, "setrlimit");
+    signal(SIGXFSZ, old_handler);
+    EXPECT(rc == -1, "wrote past the file size limit");
+    expect_error(path, "cannot write");
+    expect_error(path, "File too large");
+    expect_old_file(path, &old, "a full disk");
+
+    // Our temp name is taken by a directory, so the temp file cannot be created.
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    CHECK(mkdir(tmp, 0700) == 0, "mkdir %s", tmp);
+    EXPECT(png_write(path, &big, 1, keys, new_values) == -1, "wrote over a directory");
+    expect_error(path, "cannot create");
+    rmdir(tmp);
+    expect_old_file(path, &old, "a temp name taken");
+
+    // A value that is not UTF-8 (a Latin-1 byte on its own) is bad input.
+    const char *latin1[] = {"caf\xe9"};
+    EXPECT(png_write(path, &big, 1, keys, latin1) == -1, "wrote a value that is not UTF-8");
+    expect_error(path, "the value of text \"parameters\" is not UTF-8");
+    expect_old_file(path, &old, "a bad value");
+
+    // The destination is a directory: everything is written, then rename fails.
+    const char *dir = scratch_file("a_directory.png");
+    CHECK(mkdir(dir, 0700) == 0 && mkdir(scratch_file("a_directory.png/x"), 0700) == 0, "mkdir");
+    EXPECT(png_write(dir, &old, 1, keys, old_values) == -1, "renamed over a directory");
+    expect_error(dir, "cannot rename");
+
+    EXPECT(temp_files_left() == 0, "temp files left behind");
+    EXPECT(png_write(path, &big, 1, keys, new_values) == 0, "%s", err_msg());
+    image_u8 img;
+    png_meta text;
+    EXPECT(png_read(path, &img, &text) == 0 && same_pixels(&img, &big) &&
+               strcmp(png_meta_get(&text, "parameters"), "new") == 0,
+           "the new file did not replace the old one");
+    image_free(&img);
+    png_meta_free(&text);
+    image_free(&old);
+    image_free(&big);
+    test_end();
+}
+
+// --- grids -----------------------------------------------------------------------
+
+// Expects grid to hold tiles[i] at its place for `cols` columns and `gap`, gray elsewhere.
+static void expect_grid(const image_u8 *grid, image_u8 *const *tiles, int n, int cols, int gap,
+                        unsigned char gray) {
+    int w = tiles[0]->width, h = tiles[0]->height, ch = tiles[0]->channels;
+    int rows = (n + cols - 1) / cols;
+    EXPECT(grid->width == cols * w + (cols + 1) * gap && grid->height == rows * h + (rows + 1) * gap &&
+               grid->channels == ch,
+           "grid is %dx%dx%d", grid->width, grid->height, grid->channels);
+    if (!test_ok()) return;
+    for (int y = 0; y < grid->height; y++)
+        for (int x = 0; x < grid->width; x++) {
+            // Which tile, if any, covers (x, y), and where in it.
+            int col = x / (w + gap), row = y / (h + gap);
+            int tx = x - col * (w + gap) - gap, ty = y - row * (h + gap) - gap;
+            int i = row * cols + col;
+            bool inside = tx >= 0 && tx < w && ty >= 0 && ty < h && col < cols && i < n;
+            for (int c = 0; c < ch; c++) {
+                unsigned char got = grid->pixels[((size_t)y * grid->width + x) * ch + c];
+                unsigned char want = inside ? tiles[i]->pixels[((size_t)ty * w + tx) * ch + c] : gray;
+                EXPECT(got == want, "pixel (%d, %d) channel %d is %d, want %d", x, y, c, got, want);
+                if (!test_ok()) return;
+            }
+        }
+}
+
+static void test_grid(void) {
+    test_begin("png: image_grid tiles images row by row with gray gaps and empty cells");
+    image_u8 tiles[5], tiles4[2];
+    image_u8 *ptrs[5], *ptrs4[2];
+    for (int i = 0; i < 5; i++) {
+        tiles[i] = image_new(3, 2, 3);
+        random_bytes(tiles[i].pixels, 3 * 2 * 3, 10 + (uint64_t)i);
+        ptrs[i] = &tiles[i];
+    }
+    for (int i = 0; i < 2; i++) {
+        tiles4[i] = image_new(2, 4, 4);
+        random_bytes(tiles4[i].pixels, 2 * 4 * 4, 20 + (uint64_t)i);
+        ptrs4[i] = &tiles4[i];
+    }
+    image_u8 g = image_grid((const image_u8 *const *)ptrs, 5, 2, 1, 77);  // 2x3, one cell empty
+    expect_grid(&g, ptrs, 5, 2, 1, 77);
+    EXPECT(g.width == 9 && g.height == 10, "%dx%d", g.width, g.height);
+    image_free(&g);
+    g = image_grid((const image_u8 *const *)ptrs, 3, 8, 0, 0);  // fewer images than columns
+    expect_grid(&g, ptrs, 3, 3, 0, 0);
+    image_free(&g);
+    g = image_grid((const image_u8 *const *)ptrs, 4, 1, 5, 255);  // one column
+    expect_grid(&g, ptrs, 4, 1, 5, 255);
+    image_free(&g);
+    g = image_grid((const image_u8 *const *)ptrs4, 2, 2, 2, 128);  // RGBA stays RGBA
+    expect_grid(&g, ptrs4, 2, 2, 2, 128);
+    image_free(&g);
+    for (int i = 0; i < 5; i++) image_free(&tiles[i]);
+    for (int i = 0; i < 2; i++) image_free(&tiles4[i]);
+    test_end();
+}
+
+// --- float to RGB8 ---------------------------------------------------------------
+
+static void test_from_float_knowns(void) {
+    test_begin("png: image_from_float at the ends, beyond them, at ties and on NaN");
+    // 0, -0.49411765 and -0.48627451 map to the ties 127.5, 64.5 and 65.5 exactly,
+    // which round to the even 128, 64 and 66 as numpy's round does (rounding half away
+    // from zero would give 65 for 64.5).
+    const float x[] = {-1.0f, 1.0f, 0.0f, -1.5f, 7.0f, -INFINITY, INFINITY, NAN, -0.0f,
+                       -0.49411765f, -0.48627451f, 1.0f / 255.0f};
+    const unsigned char want[] = {0, 255, 128, 0, 255, 0, 255, 0, 128, 64, 66, 128};
+    image_u8 img = image_from_float(x, 2, 2);
+    EXPECT(img.width == 2 && img.height == 2 && img.channels == 3, "%dx%dx%d", img.width,
+           img.height, img.channels);
+    for (int i = 0; i < 12; i++)
+        EXPECT(img.pixels[i] == want[i], "x = %g gives %d, want %d", x[i], img.pixels[i], want[i]);
+    image_free(&img);
+    test_end();
+}
+
+static void test_from_float_numpy(void) {
+    test_begin("png: image_from_float matches numpy's ((x/2+0.5).clip(0,1)*255).round() bit for bit");
+    if (!have_pillow()) {
+        test_end();
+        return;
+    }
+    // Around every rounding boundary (k + 0.5) / 255 a few ulps each way, on every
+    // level k / 255, at the ends and beyond, then uniform draws over [-1.25, 1.25].
+    enum { RANDOM = 30000 };
+    size_t cap = 256 * 9 + 256 + 8 + RANDOM + 3, n = 0;
+    float *x = xmalloc(cap * sizeof *x);
+    for (int k = 0; k < 256; k++) {
+        float edge = ((float)k + 0.5f) / 255.0f * 2.0f - 1.0f;
+        for (int d = -4; d <= 4; d++) {
+            float v = edge;
+            for (int s = 0; s < abs(d); s++) v = nextafterf(v, d < 0 ? -INFINITY : INFINITY);
+            x[n++] = v;
+        }
+        x[n++] = (float)k / 255.0f * 2.0f - 1.0f;
+    }
+    const float ends[] = {-1.0f, 1.0f, nextafterf(-1.0f, 0.0f), nextafterf(1.0f, 0.0f), -1.01f,
+                          1.01f, -INFINITY, INFINITY};
+    for (int i = 0; i < 8; i++) x[n++] = ends[i];
+    rng_stream s = {.seed = 6};
+    rng_fill_uniform(&s, x + n, RANDOM);
+    for (int i = 0; i < RANDOM; i++) x[n + i] = x[n + i] * 2.5f - 1.25f;
+    n += RANDOM;
+    while (n % 3) x[n++] = 0.0f;
+
+    const char *in = scratch_file("postprocess.f32"), *out = scratch_file("postprocess.u8");
+    write_whole(in, x, n * sizeof *x);
+    int status = png_check("postprocess '%s' '%s'", in, out);
+    EXPECT(status == 0, "png_check.py postprocess exited with %d", status);
+    size_t len = 0;
+    unsigned char *want = status == 0 ? read_whole(out, &len) : NULL;
+    EXPECT(!want || len == n, "numpy wrote %zu values for %zu", len, n);
+    image_u8 img = image_from_float(x, 1, (int)(n / 3));
+    int mismatches = 0;
+    for (size_t i = 0; want && len == n && i < n; i++)
+        if (img.pixels[i] != want[i] && mismatches++ < 5)
+            EXPECT(false, "x = %.9g (bits %08x): ours %d, numpy %d", x[i],
+                   ((union { float f; uint32_t u; }){x[i]}).u, img.pixels[i], want[i]);
+    EXPECT(mismatches == 0, "%d of %zu values differ", mismatches, n);
+    image_free(&img);
+    free(want);
+    free(x);
+    test_end();
+}
+
+void suite_png(void) {
+    test_sha256_vectors();
+    test_sha256_padding();
+    test_sha256_file();
+    test_pillow_reads_ours();
+    test_round_trip();
+    test_read_variants();
+    test_truncated();
+    test_corrupt();
+    test_atomic();
+    test_grid();
+    test_from_float_knowns();
+    test_from_float_numpy();
+}
