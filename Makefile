@@ -91,7 +91,7 @@ LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcubl
 endif
 endif
 
-.PHONY: all test test-full test-gpu test-asan kernel-coverage fuzz bench bench-models bench-gpu golden deps clean help
+.PHONY: all sample test test-full test-gpu test-asan kernel-coverage fuzz bench bench-models bench-gpu golden deps clean help
 all: $(LIB) $(CLIS) $(BUILD)/run_tests $(if $(wildcard $(CLIP_BPE)),$(BUILD)/clip-tokenizer/vocab.json)
 
 $(BUILD)/%.o: %.c
@@ -146,6 +146,13 @@ $(BUILD)/planted/%.o: $(BUILD)/planted/%.cu
 $(BUILD)/run_tests: $(TEST_OBJS) $(PLANTED) $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
 
+# --- rendering ------------------------------------------------------------------------------
+# Renders a run config's validation prompts (with the run's adapter when it exists)
+# into <output.dir>/samples/ and a grid; ARGS takes section.key=value overrides.
+CONFIG ?= configs/tiny.yaml
+sample: $(BUILD)/sdft-sample $(if $(wildcard $(CLIP_BPE)),$(BUILD)/clip-tokenizer/vocab.json)
+	$(BUILD)/sdft-sample --config $(CONFIG) $(ARGS)
+
 # --- tests ----------------------------------------------------------------------------------
 # The interop tests run the Python safetensors package from a venv of their own, so
 # a fresh Debian machine (where pip may not install into the system Python) works.
@@ -161,12 +168,12 @@ $(TEST_VENV)/ready: tools/requirements-test.txt
 $(BUILD)/clip-tokenizer/vocab.json: tools/clip_vocab.py
 	$(PYTHON) tools/clip_vocab.py $(CLIP_BPE) $(BUILD)/clip-tokenizer
 
-test: $(BUILD)/run_tests $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
+test: $(BUILD)/run_tests $(BUILD)/sdft-sample $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
 	PYTHON=$(TEST_VENV)/bin/python $(BUILD)/run_tests $(TESTS)
 
 # On a machine with a GPU: the same harness with the real cuda backend compared
 # against the CPU (the suites that need no GPU run too).
-test-gpu: $(BUILD)/run_tests $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
+test-gpu: $(BUILD)/run_tests $(BUILD)/sdft-sample $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
 	@test -n "$(NVCC)" || { echo "test-gpu: nvcc not found, no cuda backend to test"; exit 1; }
 	SDFT_REQUIRE_GPU=1 PYTHON=$(TEST_VENV)/bin/python $(BUILD)/run_tests $(TESTS)
 
@@ -257,6 +264,7 @@ clean:
 
 help:
 	@echo "make            build library, CLIs and test runner (CPU-only without nvcc)"
+	@echo "make sample     render a config's prompts to PNG (CONFIG=configs/tiny.yaml, ARGS=key=value...)"
 	@echo "make test       run the test suite (TESTS=prefix to filter)"
 	@echo "make test-asan  the suite under AddressSanitizer + UBSan"
 	@echo "make test-full  SD1.5-shaped random model against diffusers (not in CI; 4.3 GB x2)"

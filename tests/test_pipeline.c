@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/files.h"
+#include "core/png.h"
 #include "core/safetensors.h"
 #include "infer/pipeline.h"
 #include "tests/harness.h"
@@ -83,7 +84,65 @@ static void run_case(pipeline *p, st_file *ref, const char *name, const cJSON *s
     test_end();
 }
 
+// The sdft-sample program beside this binary, run on a config in the scratch dir.
+static int run_sample_program(const char *config_text, const char *args) {
+    char config[1024], program[1024], cmd[4096];
+    snprintf(config, sizeof config, "%s/run.yaml", scratch_dir());
+    FILE *f = fopen(config, "w");
+    CHECK(f, "cannot write %s", config);
+    fputs(config_text, f);
+    fclose(f);
+    path_beside_program(program, sizeof program, "sdft-sample");
+    snprintf(cmd, sizeof cmd, "'%s' --config '%s' --no-hash %s > '%s/stdout' 2> '%s/stderr'", program, config,
+             args, scratch_dir(), scratch_dir());
+    return system(cmd);
+}
+
+static void test_sample_program(void) {
+    test_begin("pipeline: sdft-sample --config renders each prompt to a PNG with parameters, and a grid");
+    char text[4096], path[2048];
+    char tok[1024];
+    path_beside_program(tok, sizeof tok, "clip-tokenizer");
+    snprintf(text, sizeof text,
+             "model:\n  path: %s\n  tokenizer: %s\n"
+             "subject:\n  token: zwx\n  class: cat\n"
+             "validation:\n  prompts: [\"a photo of {token} {class}\", \"{class} art\"]\n"
+             "  steps: 3\n  width: 64\n  height: 64\n  images_per_prompt: 2\n  seed: 5\n"
+             "output:\n  dir: %s/run\n",
+             repo_path("tests/fixtures/models/tiny-sd"), tok, scratch_dir());
+    int rc = run_sample_program(text, "validation.cfg=4");
+    EXPECT(rc == 0, "sdft-sample failed (status %d); see its stderr", rc);
+    snprintf(path, sizeof path, "%s/run/samples/00-a-photo-of-zwx-cat-1.png", scratch_dir());
+    image_u8 img = {0};
+    png_meta meta = {0};
+    EXPECT(png_read(path, &img, &meta) == 0, "%s", err_msg());
+    const char *params = png_meta_get(&meta, "parameters");
+    EXPECT(img.width == 64 && img.height == 64, "%dx%d", img.width, img.height);
+    EXPECT(params && strncmp(params, "a photo of zwx cat\n", 19) == 0 && strstr(params, "Seed: 6,") &&
+               strstr(params, "CFG scale: 4,") && strstr(params, "Steps: 3,"),
+           "parameters: %s", params ? params : "(none)");
+    image_free(&img);
+    png_meta_free(&meta);
+    snprintf(path, sizeof path, "%s/run/samples/grid.png", scratch_dir());
+    EXPECT(png_read(path, &img, NULL) == 0 && img.width == 2 * 64 + 3 * 8 && img.height == 2 * 64 + 3 * 8,
+           "grid: %s %dx%d", err_msg(), img.width, img.height);
+    image_free(&img);
+    test_end();
+
+    test_begin("pipeline: sdft-sample refuses a config typo, naming the line and the nearest key");
+    snprintf(text, sizeof text, "model:\n  path: x\nvalidation:\n  stpes: 3\n");
+    rc = run_sample_program(text, "");
+    char *err = NULL;
+    snprintf(path, sizeof path, "%s/stderr", scratch_dir());
+    read_text_file(path, &err, NULL);
+    EXPECT(rc != 0 && err && strstr(err, "run.yaml:4:") && strstr(err, "did you mean \"steps\""),
+           "status %d, stderr: %s", rc, err ? err : "");
+    free(err);
+    test_end();
+}
+
 void suite_pipeline(void) {
+    test_sample_program();
     st_file *ref = st_open(repo_path("tests/fixtures/pipeline.safetensors"));
     CHECK(ref, "%s", err_msg());
     CHECK(st_meta(ref, "format_version") && strcmp(st_meta(ref, "format_version"), "1") == 0,

@@ -1,20 +1,26 @@
-// sdft-sample: one-off renders from the command line.
+// sdft-sample: renders with Stable Diffusion 1.x plus adapters, to PNG files carrying
+// A1111's "parameters" text chunk.
 //
 //   build/sdft-sample --model DIR_OR_FILE --prompt "a photo of a dog" [options]
+//   build/sdft-sample --config configs/x.yaml [section.key=value ...]   (make sample)
 //
-// Writes one PNG per image with A1111's "parameters" text chunk. `--help` lists the
-// options.
+// The second form renders the config's validation prompts, with the run's adapter
+// when <output.dir>/<output.name>.safetensors exists, into <output.dir>/samples/ plus
+// a contact sheet, grid.png. `--help` lists the options.
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/check.h"
 #include "core/png.h"
 #include "core/sha256.h"
 #include "infer/lora.h"
 #include "infer/pipeline.h"
+#include "infer/run_config.h"
 #include "kernels/backend.h"
 
 #define MAX_LORAS 16
@@ -25,6 +31,9 @@ typedef struct {
 } lora_arg;
 
 typedef struct {
+    const char *config;  // --config: the run-config mode
+    char **overrides;    // its section.key=value arguments
+    int n_overrides;
     const char *model, *tokenizer, *scheduler_config, *config_dir, *out;
     const char *prompt, *negative, *sampler;
     int steps, width, height, batch, clip_skip;
@@ -40,6 +49,7 @@ typedef struct {
 
 static void usage(FILE *f) {
     fputs("usage: sdft-sample --model PATH --prompt TEXT [options]\n"
+          "       sdft-sample --config FILE [section.key=value ...]\n"
           "\n"
           "Renders images with Stable Diffusion 1.x (plus LoRA adapters) to PNG files that\n"
           "carry their settings in an A1111-style \"parameters\" text chunk.\n"
@@ -66,6 +76,7 @@ static void usage(FILE *f) {
           "  --config-dir DIR        single files: a folder of component config.json files\n"
           "  --no-hash               skip the model's SHA-256 in the metadata\n"
           "  --quiet                 no progress bar\n"
+          "  --config FILE           render a run config's validation prompts (make sample)\n"
           "  --help                  this text\n",
           f);
 }
@@ -86,7 +97,8 @@ static int parse_options(int argc, char **argv, options *o) {
                    .clip_skip = 1, .cfg = 7.5f, .dev = DEV_CPU, .dt = DT_F32, .progress = true,
                    .hash = true, .lora_mode = LORA_MERGE, .negative = ""};
     enum { O_NEG = 256, O_STEPS, O_CFG, O_SEED, O_SAMPLER, O_W, O_H, O_BATCH, O_SKIP, O_LORA,
-           O_LORA_MODE, O_LENIENT, O_DEVICE, O_DTYPE, O_TOK, O_SCHED, O_CFGDIR, O_NOHASH, O_QUIET };
+           O_LORA_MODE, O_LENIENT, O_DEVICE, O_DTYPE, O_TOK, O_SCHED, O_CFGDIR, O_NOHASH, O_QUIET,
+           O_CONFIG };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},     {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"steps", required_argument, 0, O_STEPS},
@@ -100,6 +112,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"scheduler-config", required_argument, 0, O_SCHED},
         {"config-dir", required_argument, 0, O_CFGDIR}, {"no-hash", no_argument, 0, O_NOHASH},
         {"quiet", no_argument, 0, O_QUIET},       {"help", no_argument, 0, 'h'},
+        {"config", required_argument, 0, O_CONFIG},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:p:o:h", longopts, NULL)) != -1) {
@@ -179,8 +192,14 @@ static int parse_options(int argc, char **argv, options *o) {
         case O_CFGDIR: o->config_dir = optarg; break;
         case O_NOHASH: o->hash = false; break;
         case O_QUIET: o->progress = false; break;
+        case O_CONFIG: o->config = optarg; break;
         default: usage(stderr); return -1;
         }
+    }
+    if (o->config) {  // the rest are the config's overrides
+        o->overrides = argv + optind;
+        o->n_overrides = argc - optind;
+        return 0;
     }
     if (optind < argc) {
         fprintf(stderr, "sdft-sample: unexpected argument \"%s\" (see --help)\n", argv[optind]);
@@ -252,72 +271,216 @@ static void output_path(char *buf, size_t len, const char *out, int i) {
     snprintf(buf, len, "%.*s-%d%s", (int)(dot - out), out, i, dot);
 }
 
-int main(int argc, char **argv) {
-    options o;
-    if (parse_options(argc, argv, &o)) return 2;
-    pipeline p;
-    sd_load_options lo = {.dt = o.dt, .dev = o.dev, .config_dir = o.config_dir};
-    if (pipeline_open(&p, o.model, o.tokenizer, o.scheduler_config, &lo)) {
-        fprintf(stderr, "sdft-sample: %s\n", err_msg());
-        return 1;
-    }
-    sd_model_print_report(&p.model);
-    p.show_progress = o.progress;
-    int rc = 0;
-    lora_set loras = {0};
-    for (int i = 0; i < o.n_loras && rc == 0; i++) {
+// Loads each adapter onto the pipeline's model, reporting what it applied.
+static int load_adapters(pipeline *p, lora_set *set, const options *o) {
+    for (int i = 0; i < o->n_loras; i++) {
         lora_report rep;
-        rc = lora_load(&loras, &p.model, o.loras[i].path, o.loras[i].scale, o.lora_mode, o.lenient, &rep);
-        if (rc) fprintf(stderr, "sdft-sample: %s\n", err_msg());
-        else
-            fprintf(stderr, "lora %s (%s, scale %g): %d modules adapted, %d skipped%s%s\n",
-                    o.loras[i].path, rep.format, o.loras[i].scale, rep.applied, rep.skipped,
-                    rep.skipped ? "; first: " : "", rep.first_skipped);
+        if (lora_load(set, &p->model, o->loras[i].path, o->loras[i].scale, o->lora_mode, o->lenient, &rep)) {
+            fprintf(stderr, "sdft-sample: %s\n", err_msg());
+            return -1;
+        }
+        fprintf(stderr, "lora %s (%s, scale %g): %d modules adapted, %d skipped%s%s\n", o->loras[i].path,
+                rep.format, o->loras[i].scale, rep.applied, rep.skipped, rep.skipped ? "; first: " : "",
+                rep.first_skipped);
     }
-    render_params rp;
-    render_params_default(&rp, &p);
-    rp.prompt = o.prompt;
-    rp.negative_prompt = o.negative;
-    rp.steps = o.steps;
-    rp.cfg_scale = o.cfg;
-    rp.seed = o.seed;
-    rp.width = o.width;
-    rp.height = o.height;
-    rp.batch = o.batch;
-    rp.clip_skip = o.clip_skip - 1;
-    if (rc == 0 && o.sampler && sampler_from_name(o.sampler, &rp.sampler)) {
-        fprintf(stderr, "sdft-sample: --sampler: %s\n", err_msg());
-        rc = 1;
-    }
+    return 0;
+}
+
+// Renders rp's batch and writes image i to path_of(i); keeps the images for a grid
+// when kept is not NULL (rp->batch slots). 0, or -1 after printing the error.
+static int render_and_write(pipeline *p, const render_params *rp, const char *hash, const char *extra,
+                            const char *out_pattern, image_u8 *kept) {
     float *images = NULL;
-    if (rc == 0 && pipeline_render(&p, &rp, NULL, NULL, &images)) {
+    if (pipeline_render(p, rp, NULL, NULL, &images)) {
         fprintf(stderr, "sdft-sample: %s\n", err_msg());
-        rc = 1;
+        return -1;
     }
-    char hash[11] = "";
-    if (rc == 0 && o.hash && model_hash(o.model, hash)) {
-        fprintf(stderr, "sdft-sample: warning: no model hash: %s\n", err_msg());
-        hash[0] = '\0';
-    }
-    char *extra = rc == 0 ? lora_hashes(&o) : NULL;
-    for (int i = 0; rc == 0 && i < o.batch; i++) {
-        image_u8 img = image_from_float(images + (size_t)i * o.width * o.height * 3, o.height, o.width);
-        char *params = pipeline_a1111_parameters(&p, &rp, o.seed + (uint64_t)i, hash[0] ? hash : NULL, extra);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < rp->batch; i++) {
+        image_u8 img = image_from_float(images + (size_t)i * rp->width * rp->height * 3, rp->height, rp->width);
+        char *params = pipeline_a1111_parameters(p, rp, rp->seed + (uint64_t)i, hash[0] ? hash : NULL, extra);
         char path[4096];
-        output_path(path, sizeof path, o.out, i);
+        output_path(path, sizeof path, out_pattern, i);
         const char *key = "parameters";
         if (png_write(path, &img, 1, &key, (const char *const *)&params)) {
             fprintf(stderr, "sdft-sample: %s\n", err_msg());
-            rc = 1;
+            rc = -1;
         } else {
             printf("%s\n", path);
         }
         free(params);
-        image_free(&img);
+        if (kept) kept[i] = img;
+        else image_free(&img);
+    }
+    free(images);
+    return rc;
+}
+
+static void model_hash_or_warn(const char *model, bool enabled, char hash[11]) {
+    hash[0] = '\0';
+    if (enabled && model_hash(model, hash)) {
+        fprintf(stderr, "sdft-sample: warning: no model hash: %s\n", err_msg());
+        hash[0] = '\0';
+    }
+}
+
+static int one_off(const options *o) {
+    pipeline p;
+    sd_load_options lo = {.dt = o->dt, .dev = o->dev, .config_dir = o->config_dir};
+    if (pipeline_open(&p, o->model, o->tokenizer, o->scheduler_config, &lo)) {
+        fprintf(stderr, "sdft-sample: %s\n", err_msg());
+        return 1;
+    }
+    sd_model_print_report(&p.model);
+    p.show_progress = o->progress && isatty(STDERR_FILENO);
+    lora_set loras = {0};
+    int rc = load_adapters(&p, &loras, o);
+    render_params rp;
+    render_params_default(&rp, &p);
+    rp.prompt = o->prompt;
+    rp.negative_prompt = o->negative;
+    rp.steps = o->steps;
+    rp.cfg_scale = o->cfg;
+    rp.seed = o->seed;
+    rp.width = o->width;
+    rp.height = o->height;
+    rp.batch = o->batch;
+    rp.clip_skip = o->clip_skip - 1;
+    if (rc == 0 && o->sampler && sampler_from_name(o->sampler, &rp.sampler)) {
+        fprintf(stderr, "sdft-sample: --sampler: %s\n", err_msg());
+        rc = -1;
+    }
+    char hash[11];
+    char *extra = NULL;
+    if (rc == 0) {
+        model_hash_or_warn(o->model, o->hash, hash);
+        extra = lora_hashes(o);
+        rc = render_and_write(&p, &rp, hash, extra, o->out, NULL);
     }
     free(extra);
-    free(images);
     lora_set_free(&loras);
     pipeline_close(&p);
     return rc ? 1 : 0;
+}
+
+// "a photo of sks dog, on the beach" -> "a-photo-of-sks-dog-on-the-beach" (40 chars).
+static void slug(char *out, size_t len, const char *text) {
+    size_t n = 0;
+    bool dash = false;
+    for (const char *c = text; *c && n + 2 < len && n < 40; c++) {
+        bool alnum = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9');
+        if (alnum) {
+            if (dash && n) out[n++] = '-';
+            out[n++] = *c;
+            dash = false;
+        } else {
+            dash = true;
+        }
+    }
+    out[n] = '\0';
+}
+
+static int from_config(options *o) {
+    run_config cfg;
+    if (run_config_read(&cfg, o->config, o->n_overrides, o->overrides)) {
+        fprintf(stderr, "sdft-sample: %s\n", err_msg());
+        config_free(&run_config_schema, &cfg);
+        return 2;
+    }
+    const run_model_section *m = &cfg.model;
+    const run_sample_section *v = &cfg.validation;
+    device dev = m->device == RUN_DEVICE_CUDA ? DEV_CUDA : DEV_CPU;
+    if (dev == DEV_CUDA && !backend_available(DEV_CUDA)) {
+        fprintf(stderr, "sdft-sample: %s: model.device cuda, but no CUDA device here\n", o->config);
+        config_free(&run_config_schema, &cfg);
+        return 2;
+    }
+    pipeline p;
+    sd_load_options lo = {.dt = m->dtype == RUN_DTYPE_BF16 ? DT_BF16 : DT_F32, .dev = dev,
+                          .config_dir = m->config_dir};
+    if (pipeline_open(&p, m->path, m->tokenizer, m->scheduler_config, &lo)) {
+        fprintf(stderr, "sdft-sample: %s\n", err_msg());
+        config_free(&run_config_schema, &cfg);
+        return 1;
+    }
+    sd_model_print_report(&p.model);
+    p.show_progress = o->progress && isatty(STDERR_FILENO);
+
+    // The run's adapter, when training has written one.
+    char adapter[4096], dir[4096];
+    snprintf(adapter, sizeof adapter, "%s/%s.safetensors", cfg.output.dir, cfg.output.name);
+    if (access(adapter, R_OK) == 0) {
+        o->loras[0] = (lora_arg){adapter, (float)v->lora_scale};
+        o->n_loras = 1;
+    } else {
+        fprintf(stderr, "sdft-sample: no adapter at %s: rendering the base model\n", adapter);
+    }
+    lora_set loras = {0};
+    int rc = load_adapters(&p, &loras, o);
+    snprintf(dir, sizeof dir, "%s/samples", cfg.output.dir);
+    if (rc == 0 && mkdir(cfg.output.dir, 0777) && errno != EEXIST) rc = -1;
+    if (rc == 0 && mkdir(dir, 0777) && errno != EEXIST) rc = -1;
+    if (rc) fprintf(stderr, "sdft-sample: cannot create %s: %s\n", dir, strerror(errno));
+
+    render_params rp;
+    render_params_default(&rp, &p);
+    rp.negative_prompt = v->negative_prompt;
+    rp.steps = v->steps;
+    rp.cfg_scale = (float)v->cfg;
+    rp.width = v->width;
+    rp.height = v->height;
+    rp.batch = v->images_per_prompt;
+    rp.clip_skip = m->clip_skip - 1;
+    if (rc == 0 && v->sampler && sampler_from_name(v->sampler, &rp.sampler)) {
+        fprintf(stderr, "sdft-sample: %s: validation.sampler: %s\n", o->config, err_msg());
+        rc = -1;
+    }
+    char hash[11] = "";
+    char *extra = NULL;
+    if (rc == 0) {
+        model_hash_or_warn(m->path, o->hash, hash);
+        extra = lora_hashes(o);
+    }
+    int n_prompts = v->prompts.count, per = v->images_per_prompt, n_images = 0;
+    image_u8 *images = xcalloc((size_t)n_prompts * per, sizeof *images);
+    for (int i = 0; rc == 0 && i < n_prompts; i++) {
+        char *prompt = run_config_expand(&cfg, v->prompts.items[i]);
+        char name[64], path[4096 + 128];
+        slug(name, sizeof name, prompt);
+        snprintf(path, sizeof path, "%s/%02d-%s.png", dir, i, name);
+        rp.prompt = prompt;
+        rp.seed = (uint64_t)v->seed;
+        rc = render_and_write(&p, &rp, hash, extra, path, images + n_images);
+        if (rc == 0) n_images += per;
+        free(prompt);
+    }
+    if (rc == 0 && n_images) {
+        const image_u8 **tiles = xmalloc((size_t)n_images * sizeof *tiles);
+        for (int i = 0; i < n_images; i++) tiles[i] = &images[i];
+        int cols = per > 1 ? per : n_images < 4 ? n_images : 4;
+        image_u8 grid = image_grid(tiles, n_images, cols, 8, 255);
+        char path[4096 + 16];
+        snprintf(path, sizeof path, "%s/grid.png", dir);
+        if (png_write(path, &grid, 0, NULL, NULL)) {
+            fprintf(stderr, "sdft-sample: %s\n", err_msg());
+            rc = -1;
+        } else {
+            printf("%s\n", path);
+        }
+        image_free(&grid);
+        free(tiles);
+    }
+    for (int i = 0; i < n_prompts * per; i++) image_free(&images[i]);
+    free(images);
+    free(extra);
+    lora_set_free(&loras);
+    pipeline_close(&p);
+    config_free(&run_config_schema, &cfg);
+    return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    options o;
+    if (parse_options(argc, argv, &o)) return 2;
+    return o.config ? from_config(&o) : one_off(&o);
 }

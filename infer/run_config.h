@@ -1,0 +1,61 @@
+// The YAML run config (configs/*.yaml): which model, the subject's token and class,
+// the prompts to render and where results go. `make sample CONFIG=...` reads it; the
+// trainer adds its own sections (data, lora, train, prior) to the same file.
+//
+// Bound by core/config.h's schema: unknown keys and wrong types are errors naming the
+// line, with the nearest valid key suggested.
+#pragma once
+#include <stdint.h>
+
+#include "core/config.h"
+
+typedef struct {
+    char *path;              // diffusers folder or single .safetensors file
+    char *config_dir;        // single files: folder of component config.json files
+    char *tokenizer;         // tokenizer folder (default: the model's, or the build's)
+    char *scheduler_config;  // scheduler_config.json (default: the model's, or SD1.5's)
+    int device;              // RUN_DEVICE_*
+    int dtype;               // RUN_DTYPE_*
+    int clip_skip;           // A1111's clip skip: 1 = the last layer
+} run_model_section;
+
+typedef struct {
+    char *token;  // the rare token that names the subject, "sks"
+    char *class_name;  // the subject's class, "dog" (key "class")
+} run_subject_section;
+
+typedef struct {
+    cfg_strings prompts;  // {token} and {class} are replaced
+    char *negative_prompt;
+    int steps;
+    double cfg;
+    char *sampler;  // a sampler name; NULL: the model's scheduler
+    int64_t seed;
+    int width, height;
+    int images_per_prompt;
+    double lora_scale;  // multiplier of the run's adapter when one is found
+} run_sample_section;
+
+typedef struct {
+    char *dir;  // where adapters are written and samples/ goes
+    char *name;  // adapter file name stem
+} run_output_section;
+
+typedef struct {
+    run_model_section model;
+    run_subject_section subject;
+    run_sample_section validation;
+    run_output_section output;
+} run_config;
+
+enum { RUN_DEVICE_CPU, RUN_DEVICE_CUDA };
+enum { RUN_DTYPE_F32, RUN_DTYPE_BF16 };
+
+extern const cfg_schema run_config_schema;
+
+// config_init + config_load + the overrides, in that order; checks what the schema
+// cannot (a model path is given). 0, or -1 with err_msg(). Free with config_free.
+int run_config_read(run_config *cfg, const char *path, int n_overrides, char *const *overrides);
+
+// The prompt with {token} and {class} replaced (caller frees).
+char *run_config_expand(const run_config *cfg, const char *prompt);
