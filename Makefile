@@ -8,7 +8,7 @@ PYTHON  ?= python3
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Wno-unused-parameter \
            -Werror=implicit-function-declaration -fopenmp -I. $(EXTRA_CFLAGS)
-LDLIBS  := -lopenblas -lcjson -lpng -lz -lyaml -lm -fopenmp $(EXTRA_LDFLAGS)
+LDLIBS  := -lopenblas -lcjson -lpng -lz -ljpeg -lyaml -lm -fopenmp $(EXTRA_LDFLAGS)
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -25,6 +25,7 @@ have = $(shell echo 'int main(void){return 0;}' | \
 HAVE_BLAS  := $(call have,cblas.h,-lopenblas)
 HAVE_CJSON := $(call have,cjson/cJSON.h,-lcjson)
 HAVE_PNG   := $(call have,png.h,-lpng)
+HAVE_JPEG  := $(call have,stdio.h -include jpeglib.h,-ljpeg)
 HAVE_YAML  := $(call have,yaml.h,-lyaml)
 ifeq ($(MAKECMDGOALS),)
 SHOW_DETECTED := 1
@@ -37,6 +38,7 @@ $(info sdft build: cc=$(CC) build=$(BUILD)$(if $(filter 1,$(SANITIZE)), sanitize
 $(info - OpenBLAS: $(if $(HAVE_BLAS),found,MISSING (run: make deps)))
 $(info - cJSON:    $(if $(HAVE_CJSON),found,MISSING (run: make deps)))
 $(info - libpng:   $(if $(HAVE_PNG),found,MISSING (run: make deps)))
+$(info - libjpeg:  $(if $(HAVE_JPEG),found,MISSING (run: make deps)))
 $(info - libyaml:  $(if $(HAVE_YAML),found,MISSING (run: make deps)))
 ifeq ($(NVCC),)
 $(info - nvcc:     not found, CPU-only build)
@@ -53,7 +55,7 @@ export OMP_WAIT_POLICY ?= passive
 .SECONDEXPANSION:
 
 # --- sources ------------------------------------------------------------------------------
-LIB_SRCS   := $(wildcard core/*.c kernels/*.c kernels/ops/*.c kernels/cpu/*.c infer/*.c)
+LIB_SRCS   := $(wildcard core/*.c kernels/*.c kernels/ops/*.c kernels/cpu/*.c infer/*.c train/*.c data/*.c)
 TEST_SRCS  := $(wildcard tests/*.c tests/ops/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_OBJS  := $(TEST_SRCS:%.c=$(BUILD)/%.o)
@@ -236,7 +238,9 @@ golden: $(BUILD)/run_tests $(BUILD)/clip-tokenizer/vocab.json
 	$(GOLDEN_PYTHON) tools/golden/safetensors_files.py tests/fixtures/safetensors
 	$(GOLDEN_PYTHON) tools/golden/models.py tests/fixtures/models
 	$(GOLDEN_PYTHON) tools/golden/lora.py tests/fixtures/models tests/fixtures/lora
+	$(GOLDEN_PYTHON) tools/golden/train.py tests/fixtures/models tests/fixtures/train
 	$(GOLDEN_PYTHON) tools/golden/tokenizer.py $(BUILD)/clip-tokenizer tests/fixtures/tokenizer/clip_ids.json
+	$(GOLDEN_PYTHON) tools/golden/data.py ../shared/data tests/fixtures/data
 	$(GOLDEN_PYTHON) tools/golden/schedulers.py tests/fixtures/schedulers
 	$(GOLDEN_PYTHON) tools/golden/pipeline.py tests/fixtures/models $(BUILD)/clip-tokenizer tests/fixtures/pipeline.safetensors
 
@@ -257,7 +261,7 @@ test-full: $(BUILD)/run_tests $(SD15_RANDOM)-reference.safetensors
 deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q build-essential libopenblas-dev \
-	  libcjson-dev libpng-dev libyaml-dev clang libclang-rt-dev python3 python3-pip python3-venv
+	  libcjson-dev libpng-dev libjpeg62-turbo-dev libyaml-dev clang libclang-rt-dev python3 python3-pip python3-venv
 
 clean:
 	rm -rf build build-asan build-fuzz build-cov

@@ -476,7 +476,7 @@ static void merge(const param *p, tensor *down, tensor *up, float scale) {
     *p->slot = merged;
 }
 
-static void attach(lora_set *set, nn_linear *target, tensor *down, tensor *up, float scale) {
+void lora_attach(lora_set *set, nn_linear *target, tensor *down, tensor *up, float scale) {
     nn_lora *a = xcalloc(1, sizeof *a);
     *a = (nn_lora){.down = down, .up = up, .scale = scale};
     nn_lora **end = &target->lora;
@@ -501,7 +501,7 @@ static void apply(loader *L, lora_set *set, lora_mode mode) {
             merge(p, down, up, m->scale);
             tensor_free(down), tensor_free(up);
         } else {
-            attach(set, p->linear, down, up, m->scale);
+            lora_attach(set, p->linear, down, up, m->scale);
         }
         L->rep.applied++;
     }

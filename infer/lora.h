@@ -67,6 +67,10 @@ typedef struct {
 // the adapters go into set; MERGE leaves set as it is.
 int lora_load(lora_set *set, sd_model *m, const char *path, float scale, lora_mode mode,
               bool lenient, lora_report *rep);
+// Attaches down [rank, in] and up [out, rank] (references taken over) to target's
+// chain with the given scale, recorded in set. The trainer attaches its trainable
+// adapters this way.
+void lora_attach(lora_set *set, struct nn_linear *target, tensor *down, tensor *up, float scale);
 // Detaches every run-time adapter of the set from its layer and frees it. Call it
 // before sd_model_free.
 void lora_set_free(lora_set *set);

@@ -21,9 +21,11 @@ static const struct {
     {"ops", suite_ops, false},           {"golden", suite_golden, false},
     {"tokenizer", suite_tokenizer, false}, {"models", suite_models, false},
     {"png", suite_png, false},
+    {"data", suite_data, false},
     {"config", suite_config, false},
     {"schedulers", suite_schedulers, false},
     {"pipeline", suite_pipeline, false},
+    {"train", suite_train, false},
     {"lora", suite_lora, false},
     {"full", suite_full, true},
 };

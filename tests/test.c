@@ -1,5 +1,8 @@
 #include "tests/test.h"
 
+#include "core/safetensors.h"
+#include "kernels/ops.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +88,18 @@ static void remove_scratch(void) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", scratch);
 }
 
+const char *scratch_path(const char *fmt, ...) {
+    static char buf[8][1024];
+    static int next;
+    char *out = buf[next++ % 8], name[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    snprintf(out, sizeof buf[0], "%s/%s", scratch_dir(), name);
+    return out;
+}
+
 const char *scratch_dir(void) {
     if (!scratch[0]) {
         snprintf(scratch, sizeof scratch, "/tmp/sdft-test-XXXXXX");
@@ -92,4 +107,37 @@ const char *scratch_dir(void) {
         atexit(remove_scratch);
     }
     return scratch;
+}
+
+float *fixture_floats(st_file *f, const char *name, int64_t *n) {
+    tensor *t = st_load(f, name, DT_F32, DEV_CPU);
+    CHECK(t, "fixture: %s", err_msg());
+    *n = tensor_numel(t);
+    float *v = xmalloc((size_t)(*n ? *n : 1) * sizeof *v);
+    tensor_copy_to_f32(t, v, (size_t)*n);
+    tensor_free(t);
+    return v;
+}
+
+float *fixture_nhwc(st_file *f, const char *name, int64_t *shape) {
+    tensor *t = st_load(f, name, DT_F32, DEV_CPU);
+    CHECK(t && t->ndim == 4, "fixture %s: %s", name, t ? "not 4-D" : err_msg());
+    tensor *p = op_permute(t, (const int[]){0, 2, 3, 1});
+    tensor *c = op_contiguous(p);
+    int64_t n = tensor_numel(c);
+    float *v = xmalloc((size_t)n * sizeof *v);
+    tensor_copy_to_f32(c, v, (size_t)n);
+    for (int d = 0; d < 4; d++) shape[d] = c->shape[d];
+    tensor_free(c), tensor_free(p), tensor_free(t);
+    return v;
+}
+
+int32_t *fixture_ints(st_file *f, const char *name, int64_t *n) {
+    tensor *t = st_load(f, name, DT_I32, DEV_CPU);
+    CHECK(t, "fixture: %s", err_msg());
+    *n = tensor_numel(t);
+    int32_t *v = xmalloc((size_t)(*n ? *n : 1) * sizeof *v);
+    memcpy(v, tensor_data(t), (size_t)*n * sizeof *v);
+    tensor_free(t);
+    return v;
 }

@@ -4,6 +4,7 @@
 // "N passed, M failed, K skipped".
 #pragma once
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "core/check.h"
 
@@ -25,6 +26,16 @@ const char *repo_path(const char *rel);
 const char *shared_path(const char *rel);
 // A fresh scratch directory for this run (removed at exit).
 const char *scratch_dir(void);
+// "<scratch dir>/<formatted name>", from a ring of 8 buffers.
+const char *scratch_path(const char *fmt, ...) PRINTF_LIKE(1, 2);
+
+// Fixture tensors as host f32 arrays (caller frees); abort naming the tensor when
+// absent. fixture_floats: as stored, *n elements. fixture_nhwc: a 4-D NCHW tensor
+// (torch's layout) permuted to our NHWC, its NHWC shape in shape[4].
+struct st_file;
+float *fixture_floats(struct st_file *f, const char *name, int64_t *n);
+float *fixture_nhwc(struct st_file *f, const char *name, int64_t *shape);
+int32_t *fixture_ints(struct st_file *f, const char *name, int64_t *n);  // an I32 tensor
 
 // The suites; tests/main.c runs them in order.
 void suite_rng(void);
@@ -39,7 +50,9 @@ void suite_tokenizer(void);
 void suite_models(void);
 void suite_schedulers(void);
 void suite_pipeline(void);
+void suite_train(void);
 void suite_png(void);
+void suite_data(void);
 void suite_config(void);
 void suite_lora(void);
 void suite_full(void);  // only when named: make test-full

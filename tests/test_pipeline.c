@@ -31,32 +31,18 @@ static const char *tiny_pipeline_dir(void) {
     return dir;
 }
 
-// NCHW fixture tensor -> NHWC host floats.
-static float *nhwc(st_file *f, const char *name, int64_t *shape) {
-    tensor *t = st_load(f, name, DT_F32, DEV_CPU);
-    CHECK(t && t->ndim == 4, "fixture %s: %s", name, err_msg());
-    tensor *p = op_permute(t, (const int[]){0, 2, 3, 1});
-    tensor *c = op_contiguous(p);
-    int64_t n = tensor_numel(c);
-    float *v = xmalloc((size_t)n * sizeof *v);
-    tensor_copy_to_f32(c, v, (size_t)n);
-    for (int d = 0; d < 4; d++) shape[d] = c->shape[d];
-    tensor_free(c), tensor_free(p), tensor_free(t);
-    return v;
-}
-
 static void run_case(pipeline *p, st_file *ref, const char *name, const cJSON *settings) {
     test_begin("pipeline: %s with guidance and a negative prompt matches diffusers within %g", name, TOL);
     const cJSON *c = cJSON_GetObjectItem(settings, name);
     char key[128];
     int64_t shape[4];
     snprintf(key, sizeof key, "%s.initial_latents", name);
-    float *init = nhwc(ref, key, shape);
+    float *init = fixture_nhwc(ref, key, shape);
     snprintf(key, sizeof key, "%s.final_latents", name);
-    float *want_latents = nhwc(ref, key, shape);
+    float *want_latents = fixture_nhwc(ref, key, shape);
     snprintf(key, sizeof key, "%s.decoded", name);
     int64_t image_shape[4];
-    float *want_image = nhwc(ref, key, image_shape);
+    float *want_image = fixture_nhwc(ref, key, image_shape);
 
     render_params rp;
     render_params_default(&rp, p);

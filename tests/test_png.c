@@ -23,14 +23,6 @@
 
 // --- helpers ---------------------------------------------------------------------
 
-static const char *scratch_file(const char *name) {
-    static char buf[4][512];
-    static int next;
-    char *out = buf[next++ % 4];
-    snprintf(out, sizeof buf[0], "%s/%s", scratch_dir(), name);
-    return out;
-}
-
 static unsigned char *read_whole(const char *path, size_t *len) {
     FILE *fp = fopen(path, "rb");
     CHECK(fp, "cannot open %s", path);
@@ -182,7 +174,7 @@ static void test_sha256_file(void) {
     size_t n = 3 * (1 << 20) + 12345;  // crosses sha256_file's 1 MiB reads
     unsigned char *bytes = xmalloc(n);
     random_bytes(bytes, n, 2);
-    const char *path = scratch_file("model.safetensors");
+    const char *path = scratch_path("model.safetensors");
     write_whole(path, bytes, n);
     uint8_t from_file[32], from_memory[32];
     EXPECT(sha256_file(path, from_file) == 0, "%s", err_msg());
@@ -209,7 +201,7 @@ static void test_sha256_file(void) {
         EXPECT(strcmp(line, hex) == 0, "ours %s, hashlib %s", hex, line);
     }
 
-    const char *missing = scratch_file("no-such-model.safetensors");
+    const char *missing = scratch_path("no-such-model.safetensors");
     EXPECT(sha256_file(missing, from_file) == -1, "hashed a missing file");
     expect_error(missing, "cannot open");
     EXPECT(sha256_file(scratch_dir(), from_file) == -1, "hashed a directory");
@@ -277,8 +269,8 @@ static void test_pillow_reads_ours(void) {
             continue;
         }
         image_u8 img = case_image(wc);
-        const char *png = scratch_file("pillow.png"), *raw = scratch_file("pillow.raw"),
-                   *json = scratch_file("pillow.json");
+        const char *png = scratch_path("pillow.png"), *raw = scratch_path("pillow.raw"),
+                   *json = scratch_path("pillow.json");
         EXPECT(png_write(png, &img, wc->n_text, wc->keys, wc->values) == 0, "%s", err_msg());
         write_whole(raw, img.pixels, (size_t)img.width * (size_t)img.height * (size_t)img.channels);
         cJSON *want = cJSON_CreateObject();
@@ -309,7 +301,7 @@ static void test_round_trip(void) {
         const write_case *wc = &write_cases[i];
         image_u8 img = case_image(wc), back, rgb = rgb_of(&img);
         png_meta text;
-        const char *path = scratch_file("round_trip.png");
+        const char *path = scratch_path("round_trip.png");
         EXPECT(png_write(path, &img, wc->n_text, wc->keys, wc->values) == 0, "%s", err_msg());
         EXPECT(png_read(path, &back, &text) == 0, "%s: %s", wc->name, err_msg());
         EXPECT(same_pixels(&back, &rgb), "%s: pixels differ", wc->name);
@@ -339,7 +331,7 @@ static void test_read_variants(void) {
         return;
     }
     char dir[600];
-    snprintf(dir, sizeof dir, "%s", scratch_file("variants"));
+    snprintf(dir, sizeof dir, "%s", scratch_path("variants"));
     CHECK(mkdir(dir, 0700) == 0, "mkdir %s", dir);
     int status = png_check("variants '%s'", dir);
     EXPECT(status == 0, "png_check.py variants exited with %d", status);
@@ -403,7 +395,7 @@ static unsigned char *small_png(size_t *len, image_u8 *img) {
     *img = image_new(7, 5, 3);
     random_bytes(img->pixels, 7 * 5 * 3, 3);
     const char *keys[] = {"parameters"}, *values[] = {"Steps: 20, Seed: 1"};
-    const char *path = scratch_file("small.png");
+    const char *path = scratch_path("small.png");
     CHECK(png_write(path, img, 1, keys, values) == 0, "%s", err_msg());
     return read_whole(path, len);
 }
@@ -413,7 +405,7 @@ static void test_truncated(void) {
     size_t len;
     image_u8 orig;
     unsigned char *bytes = small_png(&len, &orig);
-    const char *path = scratch_file("truncated.png");
+    const char *path = scratch_path("truncated.png");
     for (size_t n = 0; n < len; n++) {
         write_whole(path, bytes, n);
         image_u8 img;
@@ -433,11 +425,11 @@ static void test_corrupt(void) {
     size_t len;
     image_u8 orig;
     unsigned char *bytes = small_png(&len, &orig);
-    const char *path = scratch_file("corrupt.png");
+    const char *path = scratch_path("corrupt.png");
     image_u8 img;
     png_meta text;
 
-    const char *missing = scratch_file("no-such.png");
+    const char *missing = scratch_path("no-such.png");
     EXPECT(png_read(missing, &img, &text) == -1, "read a missing file");
     expect_error(missing, "cannot open");
     write_whole(path, "GIF89a, not a PNG", 17);
@@ -510,10 +502,10 @@ static void test_atomic(void) {
     image_u8 old = image_new(4, 3, 3), big = image_new(512, 512, 3);
     random_bytes(old.pixels, 4 * 3 * 3, 4);
     random_bytes(big.pixels, 512 * 512 * 3, 5);  // noise: compresses to well over 4 KB
-    const char *path = scratch_file("keep.png");
+    const char *path = scratch_path("keep.png");
     EXPECT(png_write(path, &old, 1, keys, old_values) == 0, "%s", err_msg());
 
-    const char *nowhere = scratch_file("no/such/dir/x.png");
+    const char *nowhere = scratch_path("no/such/dir/x.png");
     EXPECT(png_write(nowhere, &old, 1, keys, old_values) == -1, "wrote into a missing directory");
     expect_error(nowhere, "cannot create");
 
@@ -547,8 +539,8 @@ static void test_atomic(void) {
     expect_old_file(path, &old, "a bad value");
 
     // The destination is a directory: everything is written, then rename fails.
-    const char *dir = scratch_file("a_directory.png");
-    CHECK(mkdir(dir, 0700) == 0 && mkdir(scratch_file("a_directory.png/x"), 0700) == 0, "mkdir");
+    const char *dir = scratch_path("a_directory.png");
+    CHECK(mkdir(dir, 0700) == 0 && mkdir(scratch_path("a_directory.png/x"), 0700) == 0, "mkdir");
     EXPECT(png_write(dir, &old, 1, keys, old_values) == -1, "renamed over a directory");
     expect_error(dir, "cannot rename");
 
@@ -673,7 +665,7 @@ static void test_from_float_numpy(void) {
     n += RANDOM;
     while (n % 3) x[n++] = 0.0f;
 
-    const char *in = scratch_file("postprocess.f32"), *out = scratch_file("postprocess.u8");
+    const char *in = scratch_path("postprocess.f32"), *out = scratch_path("postprocess.u8");
     write_whole(in, x, n * sizeof *x);
     int status = png_check("postprocess '%s' '%s'", in, out);
     EXPECT(status == 0, "png_check.py postprocess exited with %d", status);

@@ -20,7 +20,7 @@
 #include "core/sha256.h"
 #include "infer/lora.h"
 #include "infer/pipeline.h"
-#include "infer/run_config.h"
+#include "train/run_config.h"
 #include "kernels/backend.h"
 
 #define MAX_LORAS 16

@@ -1,6 +1,6 @@
 // The YAML run config (configs/*.yaml): which model, the subject's token and class,
-// the prompts to render and where results go. `make sample CONFIG=...` reads it; the
-// trainer adds its own sections (data, lora, train, prior) to the same file.
+// its photos and class images, the adapter, the training settings, the prompts to
+// render and where results go. `make train` and `make sample` read the same file.
 //
 // Bound by core/config.h's schema: unknown keys and wrong types are errors naming the
 // line, with the nearest valid key suggested.
@@ -34,16 +34,62 @@ typedef struct {
     int width, height;
     int images_per_prompt;
     double lora_scale;  // multiplier of the run's adapter when one is found
+    int every;          // training: steps between validation grids (0: at the end only)
 } run_sample_section;
 
 typedef struct {
     char *dir;  // where adapters are written and samples/ goes
     char *name;  // adapter file name stem
+    int save_every;  // steps between saved adapters and training states (0: at the end only)
 } run_output_section;
+
+typedef struct {
+    char *instance_dir;     // the subject's photos
+    char *instance_prompt;  // "a photo of {token} {class}"
+    bool captions;          // NAME.txt beside an image replaces the instance prompt
+    int resolution;
+    bool center_crop;  // else a random crop
+    bool random_flip;
+    int repeats;
+    bool strict;  // stop on a bad image instead of skipping it
+} run_data_section;
+
+typedef struct {
+    int rank;
+    double alpha;
+    cfg_strings targets;     // UNet linear layers, by the end of their names
+    bool text_encoder;       // also train text-encoder adapters
+    cfg_strings te_targets;  // its layers
+} run_lora_section;
+
+typedef struct {
+    int steps, batch_size, gradient_accumulation;
+    double learning_rate, text_encoder_lr;
+    int lr_scheduler;  // lr_kind
+    int lr_warmup_steps;
+    double lr_num_cycles, lr_power;
+    double adam_beta1, adam_beta2, adam_weight_decay, adam_epsilon, max_grad_norm;
+    double snr_gamma, noise_offset;
+    int64_t seed;
+    bool gradient_checkpointing;
+    char *resume;  // "latest", a state file, or empty
+} run_train_section;
+
+typedef struct {
+    bool enabled;
+    char *class_dir;
+    char *class_prompt;  // "a photo of {class}"
+    int num_class_images;
+    double prior_loss_weight;
+} run_prior_section;
 
 typedef struct {
     run_model_section model;
     run_subject_section subject;
+    run_data_section data;
+    run_lora_section lora;
+    run_train_section train;
+    run_prior_section prior;
     run_sample_section validation;
     run_output_section output;
 } run_config;

@@ -1,0 +1,291 @@
+// suite_train: the trainer's pieces against diffusers + peft
+// (tests/fixtures/train/train.safetensors, tools/golden/train.py, whose docstring is
+// the protocol): LR schedules; one DreamBooth-LoRA step with prior preservation and
+// Min-SNR (loss within 1e-5, LoRA gradients within 1e-4); 20 AdamW steps with
+// cosine_with_restarts (losses within 1e-4); the same step on cuda-emu.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/safetensors.h"
+#include "infer/sd_model.h"
+#include "tests/harness.h"
+#include "tests/test.h"
+#include "train/adapters.h"
+#include "train/lr_schedule.h"
+#include "train/optimizer.h"
+#include "train/step.h"
+
+#define LOSS_TOL 1e-5
+#define GRAD_TOL 1e-4
+#define TRACK_TOL 1e-4
+
+static st_file *ref;
+
+static void test_lr_tables(void) {
+    static const struct {
+        const char *name;
+        lr_kind kind;
+        double cycles, power;
+    } cases[] = {{"constant", LR_CONSTANT, 0.5, 1},           {"constant_with_warmup", LR_CONSTANT_WITH_WARMUP, 0.5, 1},
+                 {"linear", LR_LINEAR, 0.5, 1},               {"cosine", LR_COSINE, 0.5, 1},
+                 {"cosine_with_restarts", LR_COSINE_WITH_RESTARTS, 3, 1}, {"polynomial", LR_POLYNOMIAL, 0.5, 2}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        test_begin("train: LR schedule %s as diffusers' get_scheduler", cases[c].name);
+        char name[64];
+        snprintf(name, sizeof name, "lr.%s", cases[c].name);
+        int64_t n;
+        float *want = fixture_floats(ref, name, &n);
+        lr_schedule s = {.kind = cases[c].kind, .base_lr = 1e-4, .warmup_steps = 5, .total_steps = 50,
+                         .num_cycles = cases[c].cycles, .power = cases[c].power, .lr_end = 1e-7};
+        for (int i = 0; i < n; i++) {
+            float got = (float)lr_at(&s, i);
+            EXPECT(fabsf(got - want[i]) <= 1e-6f * fabsf(want[i]) + 1e-12f, "step %d: %g, diffusers %g", i, got,
+                   want[i]);
+        }
+        free(want);
+        test_end();
+    }
+}
+
+// The tiny model with the case's adapters set to the fixture's initial values.
+typedef struct {
+    sd_model model;
+    noise_schedule schedule;
+    train_adapters adapters;
+} trainee;
+
+static int trainee_open(trainee *t, const char *which, bool text_encoder, dtype dt, device dev) {
+    sd_load_options opt = {.dt = dt, .dev = dev};
+    char path[1024];
+    if (sd_model_load(&t->model, repo_path("tests/fixtures/models/tiny-sd"), &opt)) return -1;
+    snprintf(path, sizeof path, "%s", repo_path("tests/fixtures/models/tiny-sd/scheduler/scheduler_config.json"));
+    CHECK(noise_schedule_load(&t->schedule, path) == 0, "%s", err_msg());
+    if (strncmp(which, "v_", 2) == 0) t->schedule.prediction = PRED_V;
+    char *unet_t[] = {"to_k", "to_q", "to_v", "to_out.0"}, *te_t[] = {"q_proj", "k_proj", "v_proj", "out_proj"};
+    cfg_strings unet_targets = {unet_t, 4}, te_targets = {te_t, 4};
+    rng_stream rng = {.seed = 1};
+    CHECK(train_adapters_init(&t->adapters, &t->model, &unet_targets, text_encoder ? &te_targets : NULL, 4, 4.0f,
+                              &rng) == 0,
+          "%s", err_msg());
+    for (int i = 0; i < t->adapters.count; i++) {
+        char name[512];
+        const train_adapter *a = &t->adapters.items[i];
+        int64_t n;
+        snprintf(name, sizeof name, "%s.init.%s.lora_A.weight", which, a->module);
+        float *v = fixture_floats(ref, name, &n);
+        tensor_copy_from_f32(a->lora->down, v, (size_t)n);
+        free(v);
+        snprintf(name, sizeof name, "%s.init.%s.lora_B.weight", which, a->module);
+        v = fixture_floats(ref, name, &n);
+        tensor_copy_from_f32(a->lora->up, v, (size_t)n);
+        free(v);
+    }
+    return 0;
+}
+
+static void trainee_close(trainee *t) {
+    train_adapters_free(&t->adapters);
+    sd_model_free(&t->model);
+    noise_schedule_free(&t->schedule);
+}
+
+// Latents of the fixture's pixels with the given VAE noise, times the scaling factor.
+static float *encode_latents(trainee *t, const float *pixels, const int64_t *pshape, const float *eps,
+                             int64_t *lshape) {
+    autograd_no_grad_begin();
+    tensor *img = tensor_from_f32(DT_F32, t->model.params.dev, 4, pshape, pixels);
+    tensor *mean, *logvar;
+    vae_encode(&t->model.vae, img, &mean, &logvar);
+    int64_t n = tensor_numel(mean);
+    float *mu = xmalloc((size_t)n * sizeof *mu), *lv = xmalloc((size_t)n * sizeof *lv);
+    tensor_copy_to_f32(mean, mu, (size_t)n);
+    tensor_copy_to_f32(logvar, lv, (size_t)n);
+    for (int d = 0; d < 4; d++) lshape[d] = mean->shape[d];
+    for (int64_t i = 0; i < n; i++)
+        mu[i] = (mu[i] + expf(0.5f * lv[i]) * eps[i]) * t->model.vae_cfg.scaling_factor;
+    free(lv);
+    tensor_free(mean), tensor_free(logvar), tensor_free(img);
+    autograd_no_grad_end();
+    return mu;
+}
+
+// The step's batch: fixture pixels and ids, the given noise, VAE eps and timesteps.
+typedef struct {
+    float *latents, *noise;
+    int timesteps[2];
+    int32_t ids[2 * 77];
+    int64_t lshape[4];
+} batch_data;
+
+static void batch_load(batch_data *b, trainee *t, const float *pixels, const int64_t *pshape, const char *eps_name,
+                       const char *noise_name, const char *t_name, int row) {
+    int64_t eshape[4], n;
+    float *eps_all = NULL, *noise_all = NULL;
+    if (row < 0) {
+        eps_all = fixture_nhwc(ref, eps_name, eshape);
+        noise_all = fixture_nhwc(ref, noise_name, eshape);
+    } else {
+        // [20, 2, 4, h, w]: take step `row` and permute it like fixture_nhwc does.
+        float *e = fixture_floats(ref, eps_name, &n), *z = fixture_floats(ref, noise_name, &n);
+        int64_t per = n / 20, h = 16, w = 16, C = 4;
+        eps_all = xmalloc((size_t)per * sizeof(float));
+        noise_all = xmalloc((size_t)per * sizeof(float));
+        for (int64_t bb = 0; bb < 2; bb++)
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t y = 0; y < h; y++)
+                    for (int64_t x = 0; x < w; x++) {
+                        int64_t src = row * per + ((bb * C + c) * h + y) * w + x, dst = ((bb * h + y) * w + x) * C + c;
+                        eps_all[dst] = e[src];
+                        noise_all[dst] = z[src];
+                    }
+        free(e), free(z);
+    }
+    b->latents = encode_latents(t, pixels, pshape, eps_all, b->lshape);
+    b->noise = noise_all;
+    free(eps_all);
+    int32_t *ts = fixture_ints(ref, t_name, &n);
+    for (int i = 0; i < 2; i++) b->timesteps[i] = ts[(row < 0 ? 0 : 2 * row) + i];
+    free(ts);
+    int32_t *ids = fixture_ints(ref, "input_ids", &n);
+    memcpy(b->ids, ids, sizeof b->ids);
+    free(ids);
+}
+
+static train_batch as_train_batch(const batch_data *b) {
+    return (train_batch){.batch = 2, .n_instance = 1, .height = (int)b->lshape[1], .width = (int)b->lshape[2],
+                         .latents = b->latents, .noise = b->noise, .timesteps = b->timesteps, .ids = b->ids};
+}
+
+static const loss_config protocol_loss = {.snr_gamma = 5.0f, .prior_loss_weight = 1.0f};
+
+// Relative L2 error of all LoRA gradients against the fixture's, as one vector.
+static double grad_error(const trainee *t, const char *which) {
+    double diff = 0, norm = 0;
+    for (int i = 0; i < t->adapters.count; i++) {
+        const train_adapter *a = &t->adapters.items[i];
+        for (int k = 0; k < 2; k++) {
+            char name[512];
+            snprintf(name, sizeof name, "%s.step0.grad.%s.lora_%s.weight", which, a->module, k ? "B" : "A");
+            int64_t n;
+            float *want = fixture_floats(ref, name, &n);
+            tensor *g = tensor_grad(k ? a->lora->up : a->lora->down);
+            float *got = xcalloc((size_t)n, sizeof *got);
+            if (g) tensor_copy_to_f32(g, got, (size_t)n);
+            for (int64_t j = 0; j < n; j++) {
+                diff += ((double)got[j] - want[j]) * ((double)got[j] - want[j]);
+                norm += (double)want[j] * want[j];
+            }
+            free(got), free(want);
+        }
+    }
+    return sqrt(diff / norm);
+}
+
+static void test_step0(const char *which, bool text_encoder, dtype dt, device dev) {
+    double loss_tol = dt == DT_F32 ? LOSS_TOL : 5e-2, grad_tol = dt == DT_F32 ? GRAD_TOL : 5e-2;
+    test_begin("train: %s step 0 on %s (%s): loss within %g and LoRA gradients within %g of diffusers + peft",
+               which, device_name(dev), dtype_name(dt), loss_tol, grad_tol);
+    trainee t;
+    CHECK(trainee_open(&t, which, text_encoder, dt, dev) == 0, "%s", err_msg());
+    int64_t pshape[4];
+    float *pixels = fixture_nhwc(ref, "pixel_values", pshape);
+    char e[64], z[64], ts[64], l[64];
+    snprintf(e, sizeof e, "%s.step0.vae_eps", which);
+    snprintf(z, sizeof z, "%s.step0.noise", which);
+    snprintf(ts, sizeof ts, "%s.step0.timesteps", which);
+    snprintf(l, sizeof l, "%s.step0.loss", which);
+    batch_data b;
+    batch_load(&b, &t, pixels, pshape, e, z, ts, -1);
+    train_batch tb = as_train_batch(&b);
+    loss_parts parts;
+    tensor *loss = dreambooth_loss(&t.model, &t.schedule, &tb, &protocol_loss, &parts);
+    autograd_backward(loss, NULL);
+    int64_t n;
+    float *want = fixture_floats(ref, l, &n);
+    double rel = fabs(parts.loss - want[0]) / fabs(want[0]);
+    EXPECT(rel <= loss_tol, "loss %.8g, diffusers %.8g (relative %.3g)", parts.loss, want[0], rel);
+    double gerr = grad_error(&t, which);
+    EXPECT(gerr <= grad_tol, "LoRA gradients: relative error %.3g", gerr);
+    free(want), free(pixels), free(b.latents), free(b.noise);
+    tensor_free(loss);
+    trainee_close(&t);
+    test_end();
+}
+
+static void test_twenty_steps(void) {
+    test_begin("train: 20 AdamW steps with cosine_with_restarts track diffusers' losses within %g", TRACK_TOL);
+    trainee t;
+    CHECK(trainee_open(&t, "eps_te", true, DT_F32, DEV_CPU) == 0, "%s", err_msg());
+    int n_tensors = 2 * t.adapters.count;
+    tensor **params = xmalloc((size_t)n_tensors * sizeof *params);
+    bool *te = xmalloc((size_t)n_tensors * sizeof *te);
+    int *group = xmalloc((size_t)n_tensors * sizeof *group);
+    train_adapters_tensors(&t.adapters, params, te);
+    for (int i = 0; i < n_tensors; i++) group[i] = te[i];
+    adamw_state opt;
+    adamw_init(&opt, n_tensors, params, group);
+    lr_schedule unet_lr = {.kind = LR_COSINE_WITH_RESTARTS, .base_lr = 1e-3, .warmup_steps = 3, .total_steps = 20,
+                           .num_cycles = 2};
+    lr_schedule te_lr = unet_lr;
+    te_lr.base_lr = 5e-4;
+    adamw_config cfg = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 1e-2f};
+    int64_t pshape[4], n;
+    float *pixels = fixture_nhwc(ref, "pixel_values", pshape);
+    float *want = fixture_floats(ref, "eps_te.steps.loss", &n);
+    float *want_norm = fixture_floats(ref, "eps_te.steps.grad_norm", &n);
+    double worst = 0, worst_norm = 0;
+    for (int s = 0; s < 20; s++) {
+        batch_data b;
+        batch_load(&b, &t, pixels, pshape, "eps_te.steps.vae_eps", "eps_te.steps.noise", "eps_te.steps.timesteps", s);
+        train_batch tb = as_train_batch(&b);
+        loss_parts parts;
+        adamw_zero_grad(&opt);
+        tensor *loss = dreambooth_loss(&t.model, &t.schedule, &tb, &protocol_loss, &parts);
+        autograd_backward(loss, NULL);
+        double lr[2] = {lr_at(&unet_lr, s), lr_at(&te_lr, s)};
+        double norm = adamw_clip_and_step(&opt, &cfg, lr, 1.0);
+        worst = fmax(worst, fabs(parts.loss - want[s]) / fabs(want[s]));
+        worst_norm = fmax(worst_norm, fabs(norm - want_norm[s]) / want_norm[s]);
+        tensor_free(loss);
+        free(b.latents), free(b.noise);
+    }
+    EXPECT(worst <= TRACK_TOL, "losses: worst relative difference %.3g", worst);
+    EXPECT(worst_norm <= TRACK_TOL, "gradient norms: worst relative difference %.3g", worst_norm);
+    // The trained adapters themselves.
+    double diff = 0, norm2 = 0;
+    for (int i = 0; i < t.adapters.count; i++)
+        for (int k = 0; k < 2; k++) {
+            char name[512];
+            snprintf(name, sizeof name, "eps_te.final.%s.lora_%s.weight", t.adapters.items[i].module, k ? "B" : "A");
+            float *w = fixture_floats(ref, name, &n), *got = xmalloc((size_t)n * sizeof *got);
+            tensor_copy_to_f32(k ? t.adapters.items[i].lora->up : t.adapters.items[i].lora->down, got, (size_t)n);
+            for (int64_t j = 0; j < n; j++) diff += ((double)got[j] - w[j]) * ((double)got[j] - w[j]), norm2 += (double)w[j] * w[j];
+            free(w), free(got);
+        }
+    EXPECT(sqrt(diff / norm2) <= TRACK_TOL, "final adapters: relative error %.3g", sqrt(diff / norm2));
+    free(want), free(want_norm), free(pixels), free(params), free(te), free(group);
+    adamw_free(&opt);
+    trainee_close(&t);
+    test_end();
+}
+
+void suite_train(void) {
+    ref = st_open(repo_path("tests/fixtures/train/train.safetensors"));
+    CHECK(ref, "%s", err_msg());
+    CHECK(st_meta(ref, "format_version") && strcmp(st_meta(ref, "format_version"), "1") == 0,
+          "train.safetensors: stale format; run make golden");
+    test_lr_tables();
+    test_step0("eps_te", true, DT_F32, DEV_CPU);
+    test_step0("v_unet", false, DT_F32, DEV_CPU);
+#ifdef SDFT_HAVE_EMU
+    // The step with the CUDA kernels (through the emulator): f32, and bf16 weights
+    // and activations with f32 adapters, as `device: cuda` trains.
+    test_step0("eps_te", true, DT_F32, DEV_CUDA_EMU);
+    test_step0("eps_te", true, DT_BF16, DEV_CUDA_EMU);
+#endif
+    test_twenty_steps();
+    st_close(ref);
+    ref = NULL;
+}
