@@ -60,7 +60,7 @@ TEST_SRCS  := $(wildcard tests/*.c tests/ops/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_OBJS  := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 LIB        := $(BUILD)/libsdft.a
-CLIS       := $(BUILD)/safetensors-info $(BUILD)/sdft-sample
+CLIS       := $(BUILD)/safetensors-info $(BUILD)/sdft-sample $(BUILD)/sdft-train $(BUILD)/sdft-demo-images
 # OpenAI's CLIP BPE file (MIT), from which the build derives the tokenizer folder.
 CLIP_BPE   := ../shared/data/clip/bpe_simple_vocab_16e6.txt.gz
 
@@ -93,7 +93,7 @@ LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcubl
 endif
 endif
 
-.PHONY: all sample test test-full test-gpu test-asan kernel-coverage fuzz bench bench-models bench-gpu golden deps clean help
+.PHONY: all train sample test test-full test-gpu test-asan kernel-coverage fuzz bench bench-models bench-gpu golden deps clean help
 all: $(LIB) $(CLIS) $(BUILD)/run_tests $(if $(wildcard $(CLIP_BPE)),$(BUILD)/clip-tokenizer/vocab.json)
 
 $(BUILD)/%.o: %.c
@@ -125,6 +125,12 @@ $(BUILD)/safetensors-info: $(BUILD)/tools/safetensors_info.o $(LIB)
 $(BUILD)/sdft-sample: $(BUILD)/tools/sample.o $(LIB) $(BUILD)/sd15_configs/scheduler.json
 	$(CC) $(filter %.o %.a,$^) -o $@ $(LDLIBS)
 
+$(BUILD)/sdft-train: $(BUILD)/tools/train.o $(LIB) $(BUILD)/sd15_configs/scheduler.json
+	$(CC) $(filter %.o %.a,$^) -o $@ $(LDLIBS)
+
+$(BUILD)/sdft-demo-images: $(BUILD)/tools/demo_images.o $(LIB)
+	$(CC) $^ -o $@ $(LDLIBS)
+
 # Files the programs read from beside themselves: SD1.5's configs (single files carry
 # none) and, when the shared data is there, the CLIP tokenizer derived from it.
 $(BUILD)/sd15_configs/scheduler.json: $(wildcard tools/sd15_configs/*.json)
@@ -148,10 +154,18 @@ $(BUILD)/planted/%.o: $(BUILD)/planted/%.cu
 $(BUILD)/run_tests: $(TEST_OBJS) $(PLANTED) $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-# --- rendering ------------------------------------------------------------------------------
-# Renders a run config's validation prompts (with the run's adapter when it exists)
-# into <output.dir>/samples/ and a grid; ARGS takes section.key=value overrides.
-CONFIG ?= configs/tiny.yaml
+# --- training and rendering ----------------------------------------------------------------
+# make train: DreamBooth-LoRA training from a run config (configs/demo.yaml: the tiny
+# model on drawn example photos, a few minutes on a CPU); make sample: the config's
+# validation prompts, with the run's adapter when it exists, into <output.dir>/samples/.
+# ARGS takes section.key=value overrides.
+CONFIG ?= configs/demo.yaml
+DEMO_IMAGES := $(BUILD)/demo/instance/00.png
+$(DEMO_IMAGES): $(BUILD)/sdft-demo-images
+	@mkdir -p $(dir $@)
+	$(BUILD)/sdft-demo-images $(dir $@)
+train: $(BUILD)/sdft-train $(DEMO_IMAGES) $(if $(wildcard $(CLIP_BPE)),$(BUILD)/clip-tokenizer/vocab.json)
+	$(BUILD)/sdft-train --config $(CONFIG) $(ARGS)
 sample: $(BUILD)/sdft-sample $(if $(wildcard $(CLIP_BPE)),$(BUILD)/clip-tokenizer/vocab.json)
 	$(BUILD)/sdft-sample --config $(CONFIG) $(ARGS)
 
@@ -170,12 +184,12 @@ $(TEST_VENV)/ready: tools/requirements-test.txt
 $(BUILD)/clip-tokenizer/vocab.json: tools/clip_vocab.py
 	$(PYTHON) tools/clip_vocab.py $(CLIP_BPE) $(BUILD)/clip-tokenizer
 
-test: $(BUILD)/run_tests $(BUILD)/sdft-sample $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
+test: $(BUILD)/run_tests $(BUILD)/sdft-sample $(BUILD)/sdft-demo-images $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
 	PYTHON=$(TEST_VENV)/bin/python $(BUILD)/run_tests $(TESTS)
 
 # On a machine with a GPU: the same harness with the real cuda backend compared
 # against the CPU (the suites that need no GPU run too).
-test-gpu: $(BUILD)/run_tests $(BUILD)/sdft-sample $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
+test-gpu: $(BUILD)/run_tests $(BUILD)/sdft-sample $(BUILD)/sdft-demo-images $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
 	@test -n "$(NVCC)" || { echo "test-gpu: nvcc not found, no cuda backend to test"; exit 1; }
 	SDFT_REQUIRE_GPU=1 PYTHON=$(TEST_VENV)/bin/python $(BUILD)/run_tests $(TESTS)
 
@@ -268,7 +282,8 @@ clean:
 
 help:
 	@echo "make            build library, CLIs and test runner (CPU-only without nvcc)"
-	@echo "make sample     render a config's prompts to PNG (CONFIG=configs/tiny.yaml, ARGS=key=value...)"
+	@echo "make train      DreamBooth-LoRA training (CONFIG=configs/demo.yaml, ARGS=key=value...)"
+	@echo "make sample     render a config's prompts to PNG, with the trained adapter (same CONFIG)"
 	@echo "make test       run the test suite (TESTS=prefix to filter)"
 	@echo "make test-asan  the suite under AddressSanitizer + UBSan"
 	@echo "make test-full  SD1.5-shaped random model against diffusers (not in CI; 4.3 GB x2)"
@@ -279,4 +294,5 @@ help:
 	@echo "make deps       install the Debian packages"
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(PLANTED:.o=.d) $(BUILD)/bench/bench_ops.d $(BUILD)/bench/bench_models.d \
-  $(BUILD)/tools/safetensors_info.d $(BUILD)/tools/sample.d
+  $(BUILD)/tools/safetensors_info.d $(BUILD)/tools/sample.d $(BUILD)/tools/train.d \
+  $(BUILD)/tools/demo_images.d

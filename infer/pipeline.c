@@ -10,6 +10,7 @@
 
 #include "core/check.h"
 #include "core/files.h"
+#include "core/sha256.h"
 #include "core/log.h"
 #include "kernels/backend.h"
 #include "kernels/ops.h"
@@ -229,4 +230,22 @@ char *pipeline_a1111_parameters(const pipeline *p, const render_params *rp, uint
     fputs(", Version: sdft", f);
     fclose(f);
     return text;
+}
+
+int pipeline_model_hash(const char *model, char out[11]) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s", model);
+    if (is_dir(model)) {
+        snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", model);
+        struct stat s;
+        if (stat(path, &s) != 0)
+            snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.fp16.safetensors", model);
+    }
+    uint8_t h[32];
+    char hex[65];
+    if (sha256_file(path, h)) return -1;
+    sha256_hex(h, hex);
+    memcpy(out, hex, 10);
+    out[10] = '\0';
+    return 0;
 }

@@ -56,3 +56,7 @@ tensor *pipeline_encode_prompt(pipeline *p, const char *prompt, int n, int clip_
 // Model hash: 1a2b3c4d5e, Model: name[, Lora hashes: ...]". Caller frees.
 char *pipeline_a1111_parameters(const pipeline *p, const render_params *rp, uint64_t seed,
                                 const char *model_hash, const char *extra);
+
+// A1111's "Model hash": the first 10 hex digits of the checkpoint file's SHA-256 (of
+// the UNet's weights for a diffusers folder) into out. 0, or -1 with err_msg().
+int pipeline_model_hash(const char *model_path, char out[11]);

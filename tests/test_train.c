@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "core/files.h"
 
 #include "core/safetensors.h"
 #include "infer/sd_model.h"
@@ -16,6 +19,7 @@
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
 #include "train/step.h"
+#include "train/trainer.h"
 
 #define LOSS_TOL 1e-5
 #define GRAD_TOL 1e-4
@@ -271,7 +275,86 @@ static void test_twenty_steps(void) {
     test_end();
 }
 
+// The tiny model on drawn photos, written to the scratch dir: steps as given.
+static const char *write_run_config(const char *name, int steps) {
+    char images[1024], program[1024], cmd[4096], tok[1024];
+    snprintf(images, sizeof images, "%s", scratch_path("train-photos"));
+    path_beside_program(program, sizeof program, "sdft-demo-images");
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && '%s' '%s'", images, program, images);
+    CHECK(system(cmd) == 0, "%s failed", cmd);
+    path_beside_program(tok, sizeof tok, "clip-tokenizer");
+    const char *path = scratch_path("%s.yaml", name);
+    FILE *f = fopen(path, "w");
+    CHECK(f, "cannot write %s", path);
+    fprintf(f,
+            "model: {path: %s, tokenizer: %s}\n"
+            "data: {instance_dir: %s, resolution: 64, random_flip: true}\n"
+            "lora: {rank: 4, alpha: 2, text_encoder: true}\n"
+            "train: {steps: %d, learning_rate: 1.0e-3, lr_scheduler: cosine, lr_warmup_steps: 1, noise_offset: 0.05}\n"
+            "prior: {num_class_images: 2}\n"
+            "validation: {prompts: [\"a photo of {token} {class}\"], steps: 3, width: 64, height: 64}\n"
+            "output: {dir: %s}\n",
+            repo_path("tests/fixtures/models/tiny-sd"), tok, images, steps, scratch_path("%s-out", name));
+    fclose(f);
+    return path;
+}
+
+// Every tensor of two safetensors files holds the same bytes.
+static bool same_tensors(const char *a, const char *b) {
+    st_file *fa = st_open(a), *fb = st_open(b);
+    bool same = fa && fb && st_count(fa) == st_count(fb);
+    for (int i = 0; same && i < st_count(fa); i++) {
+        const st_entry *e = st_entry_at(fa, i), *g = st_find(fb, e->name);
+        same = g && e->end - e->begin == g->end - g->begin &&
+               memcmp(st_data(fa, e), st_data(fb, g), e->end - e->begin) == 0;
+    }
+    st_close(fa), st_close(fb);
+    return same;
+}
+
+static void test_resume(void) {
+    test_begin("train: 6 steps straight and 3 + stop + resume 3 give byte-identical adapters");
+    run_config a, b;
+    train_options quiet = {0}, stop3 = {.stop_after = 3};
+    char *resume[] = {"train.resume=latest"};
+    int rc = run_config_read(&a, write_run_config("straight", 6), 0, NULL);
+    if (rc == 0) rc = train_run(&a, &quiet);
+    EXPECT(rc == 0, "straight run: %s", err_msg());
+    rc = run_config_read(&b, write_run_config("resumed", 6), 0, NULL);
+    if (rc == 0) rc = train_run(&b, &stop3);
+    EXPECT(rc == 0, "first half: %s", err_msg());
+    config_free(&run_config_schema, &b);
+    rc = run_config_read(&b, write_run_config("resumed", 6), 1, resume);
+    if (rc == 0) rc = train_run(&b, &quiet);
+    EXPECT(rc == 0, "second half: %s", err_msg());
+    char pa[1024], pb[1024];
+    for (int k = 0; k < 2; k++) {
+        const char *file = k ? "lora_kohya.safetensors" : "lora.safetensors";
+        snprintf(pa, sizeof pa, "%s/%s", scratch_path("straight-out"), file);
+        snprintf(pb, sizeof pb, "%s/%s", scratch_path("resumed-out"), file);
+        EXPECT(same_tensors(pa, pb), "%s differs between the runs", file);
+    }
+    // The run wrote what it promises.
+    const char *outputs[] = {"loss.png", "metrics.jsonl", "state-000006.safetensors", "validation/step-000006.png",
+                             "class/class-00001.png"};
+    for (size_t i = 0; i < sizeof outputs / sizeof *outputs; i++) {
+        snprintf(pa, sizeof pa, "%s/%s", scratch_path("straight-out"), outputs[i]);
+        EXPECT(access(pa, R_OK) == 0, "%s is missing", pa);
+    }
+    config_free(&run_config_schema, &a);
+    config_free(&run_config_schema, &b);
+    test_end();
+
+    test_begin("train: a missing photo folder is a one-line error naming it");
+    rc = run_config_read(&a, write_run_config("nophotos", 2), 1, (char *[]){"data.instance_dir=/nonexistent/photos"});
+    if (rc == 0) rc = train_run(&a, &quiet);
+    EXPECT(rc == -1 && strstr(err_msg(), "/nonexistent/photos") && !strchr(err_msg(), '\n'), "%s", err_msg());
+    config_free(&run_config_schema, &a);
+    test_end();
+}
+
 void suite_train(void) {
+    test_resume();
     ref = st_open(repo_path("tests/fixtures/train/train.safetensors"));
     CHECK(ref, "%s", err_msg());
     CHECK(st_meta(ref, "format_version") && strcmp(st_meta(ref, "format_version"), "1") == 0,

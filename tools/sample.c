@@ -220,26 +220,6 @@ static int parse_options(int argc, char **argv, options *o) {
     return 0;
 }
 
-// A1111's model hash: the first 10 hex digits of the checkpoint's SHA-256; for a
-// diffusers folder, of its UNet weights.
-static int model_hash(const char *model, char out[11]) {
-    struct stat s;
-    char path[4096];
-    snprintf(path, sizeof path, "%s", model);
-    if (stat(model, &s) == 0 && S_ISDIR(s.st_mode)) {
-        snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", model);
-        if (stat(path, &s) != 0)
-            snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.fp16.safetensors", model);
-    }
-    uint8_t h[32];
-    char hex[65];
-    if (sha256_file(path, h)) return -1;
-    sha256_hex(h, hex);
-    memcpy(out, hex, 10);
-    out[10] = '\0';
-    return 0;
-}
-
 // "Lora hashes: "name: 0123456789ab, ..."" as A1111 lists the adapters it applied.
 static char *lora_hashes(const options *o) {
     if (!o->n_loras) return NULL;
@@ -318,7 +298,7 @@ static int render_and_write(pipeline *p, const render_params *rp, const char *ha
 
 static void model_hash_or_warn(const char *model, bool enabled, char hash[11]) {
     hash[0] = '\0';
-    if (enabled && model_hash(model, hash)) {
+    if (enabled && pipeline_model_hash(model, hash)) {
         fprintf(stderr, "sdft-sample: warning: no model hash: %s\n", err_msg());
         hash[0] = '\0';
     }

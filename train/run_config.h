@@ -45,8 +45,7 @@ typedef struct {
 
 typedef struct {
     char *instance_dir;     // the subject's photos
-    char *instance_prompt;  // "a photo of {token} {class}"
-    bool captions;          // NAME.txt beside an image replaces the instance prompt
+    char *instance_prompt;  // "a photo of {token} {class}"; NAME.txt beside a photo replaces it
     int resolution;
     bool center_crop;  // else a random crop
     bool random_flip;
@@ -71,7 +70,6 @@ typedef struct {
     double adam_beta1, adam_beta2, adam_weight_decay, adam_epsilon, max_grad_norm;
     double snr_gamma, noise_offset;
     int64_t seed;
-    bool gradient_checkpointing;
     char *resume;  // "latest", a state file, or empty
 } run_train_section;
 
