@@ -41,6 +41,9 @@ static void block_init(unet_block *b, int n_layers, bool cross_attn) {
     b->n_layers = n_layers;
     b->resnets = xcalloc((size_t)n_layers, sizeof *b->resnets);
     b->attentions = cross_attn ? xcalloc((size_t)n_layers, sizeof *b->attentions) : NULL;
+    b->layers = xcalloc((size_t)n_layers, sizeof *b->layers);
+    for (int j = 0; j < n_layers; j++)
+        b->layers[j] = (unet_layer){&b->resnets[j], b->attentions ? &b->attentions[j] : NULL};
 }
 
 void unet_init(unet_model *m, const unet_config *cfg, param_set *ps, const char *prefix) {
@@ -81,6 +84,8 @@ void unet_init(unet_model *m, const unet_config *cfg, param_set *ps, const char 
                      cfg->transformer_layers[n - 1], cfg);
     nn_resnet_init(&m->mid_resnets[1], ps, "resnets.1", ch[n - 1], ch[n - 1], temb, groups, eps);
     m->mid_resnets[0].output_scale = m->mid_resnets[1].output_scale = cfg->mid_block_scale_factor;
+    m->mid_layers[0] = (unet_layer){&m->mid_resnets[0], &m->mid_attention};
+    m->mid_layers[1] = (unet_layer){&m->mid_resnets[1], NULL};
     params_pop(ps);
 
     // Up block i mirrors down block n-1-i; its ResNet j takes the running features
@@ -120,6 +125,7 @@ static void block_free(unet_block *b) {
         for (int j = 0; j < b->n_layers; j++) transformer_free(&b->attentions[j]);
     free(b->attentions);
     free(b->resnets);
+    free(b->layers);
 }
 
 void unet_free(unet_model *m) {
@@ -160,6 +166,19 @@ static tensor *transformer_forward(const unet_transformer *t, tensor *x, tensor 
     h = nn_replace(h, nn_linear_forward(&t->proj_out, h));
     h = nn_replace(h, op_reshape(h, SHAPE(N, H, W, C)));
     return nn_replace(h, op_add(h, x));
+}
+
+// inputs: h, silu(temb), context.
+static tensor *layer_block(void *ctx, tensor *const *in) {
+    const unet_layer *l = ctx;
+    tensor *h = nn_resnet_forward(l->resnet, in[0], in[1]);
+    if (l->attention) h = nn_replace(h, transformer_forward(l->attention, h, in[2]));
+    return h;
+}
+
+static tensor *layer_forward(const unet_model *m, const unet_layer *l, tensor *h, tensor *temb_act, tensor *ctx) {
+    tensor *in[3] = {h, temb_act, ctx};
+    return m->checkpoint ? op_checkpoint(layer_block, (void *)l, 3, in) : layer_block((void *)l, in);
 }
 
 // Nearest 2x upsampling to the size of the skip connection it meets next. An odd
@@ -215,9 +234,7 @@ tensor *unet_forward(const unet_model *m, tensor *sample, tensor *timesteps, ten
     for (int i = 0; i < n; i++) {
         const unet_block *b = &m->down[i];
         for (int j = 0; j < b->n_layers; j++) {
-            h = nn_replace(h, nn_resnet_forward(&b->resnets[j], h, temb_act));
-            if (b->attentions)
-                h = nn_replace(h, transformer_forward(&b->attentions[j], h, ctx));
+            h = nn_replace(h, layer_forward(m, &b->layers[j], h, temb_act, ctx));
             CHECK(n_skips < (int)(sizeof skips / sizeof *skips), "too many skip connections");
             skips[n_skips++] = tensor_retain(h);
         }
@@ -227,9 +244,8 @@ tensor *unet_forward(const unet_model *m, tensor *sample, tensor *timesteps, ten
         }
     }
 
-    h = nn_replace(h, nn_resnet_forward(&m->mid_resnets[0], h, temb_act));
-    h = nn_replace(h, transformer_forward(&m->mid_attention, h, ctx));
-    h = nn_replace(h, nn_resnet_forward(&m->mid_resnets[1], h, temb_act));
+    h = nn_replace(h, layer_forward(m, &m->mid_layers[0], h, temb_act, ctx));
+    h = nn_replace(h, layer_forward(m, &m->mid_layers[1], h, temb_act, ctx));
 
     for (int i = 0; i < n; i++) {
         const unet_block *b = &m->up[i];
@@ -237,9 +253,7 @@ tensor *unet_forward(const unet_model *m, tensor *sample, tensor *timesteps, ten
             tensor *skip = skips[--n_skips];
             h = nn_replace(h, op_concat(2, (tensor *[]){h, skip}, 3));
             tensor_free(skip);
-            h = nn_replace(h, nn_resnet_forward(&b->resnets[j], h, temb_act));
-            if (b->attentions)
-                h = nn_replace(h, transformer_forward(&b->attentions[j], h, ctx));
+            h = nn_replace(h, layer_forward(m, &b->layers[j], h, temb_act, ctx));
         }
         if (b->has_sampler) {
             h = nn_replace(h, upsample_to(h, skips[n_skips - 1]));

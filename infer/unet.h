@@ -26,10 +26,18 @@ typedef struct {
     unet_transformer_block *blocks;
 } unet_transformer;
 
+// A ResNet block and the transformer after it (if any): the unit that gradient
+// checkpointing recomputes.
+typedef struct {
+    const nn_resnet *resnet;
+    const unet_transformer *attention;  // NULL when none
+} unet_layer;
+
 typedef struct {
     int n_layers;
     nn_resnet *resnets;
     unet_transformer *attentions;  // NULL in DownBlock2D / UpBlock2D
+    unet_layer *layers;            // [n_layers]
     bool has_sampler;
     nn_conv sampler;  // downsamplers.0.conv (stride 2) or upsamplers.0.conv
 } unet_block;
@@ -42,6 +50,10 @@ typedef struct {
     unet_block down[CFG_MAX_BLOCKS], up[CFG_MAX_BLOCKS];
     nn_resnet mid_resnets[2];
     unet_transformer mid_attention;
+    unet_layer mid_layers[2];  // resnet 0 + attention, resnet 1
+    // Gradient checkpointing: each layer's activations are recomputed in the backward
+    // pass instead of kept (the trainer sets it; no effect without gradients).
+    bool checkpoint;
 } unet_model;
 
 void unet_init(unet_model *m, const unet_config *cfg, param_set *ps, const char *prefix);

@@ -187,12 +187,14 @@ static double grad_error(const trainee *t, const char *which) {
     return sqrt(diff / norm);
 }
 
-static void test_step0(const char *which, bool text_encoder, dtype dt, device dev) {
+static void test_step0(const char *which, bool text_encoder, dtype dt, device dev, bool checkpoint) {
     double loss_tol = dt == DT_F32 ? LOSS_TOL : 5e-2, grad_tol = dt == DT_F32 ? GRAD_TOL : 5e-2;
-    test_begin("train: %s step 0 on %s (%s): loss within %g and LoRA gradients within %g of diffusers + peft",
-               which, device_name(dev), dtype_name(dt), loss_tol, grad_tol);
+    test_begin("train: %s step 0 on %s (%s%s): loss within %g and LoRA gradients within %g of diffusers + peft",
+               which, device_name(dev), dtype_name(dt), checkpoint ? ", gradient checkpointing" : "", loss_tol,
+               grad_tol);
     trainee t;
     CHECK(trainee_open(&t, which, text_encoder, dt, dev) == 0, "%s", err_msg());
+    t.model.unet.checkpoint = checkpoint;
     int64_t pshape[4];
     float *pixels = fixture_nhwc(ref, "pixel_values", pshape);
     char e[64], z[64], ts[64], l[64];
@@ -360,13 +362,14 @@ void suite_train(void) {
     CHECK(st_meta(ref, "format_version") && strcmp(st_meta(ref, "format_version"), "1") == 0,
           "train.safetensors: stale format; run make golden");
     test_lr_tables();
-    test_step0("eps_te", true, DT_F32, DEV_CPU);
-    test_step0("v_unet", false, DT_F32, DEV_CPU);
+    test_step0("eps_te", true, DT_F32, DEV_CPU, false);
+    test_step0("eps_te", true, DT_F32, DEV_CPU, true);
+    test_step0("v_unet", false, DT_F32, DEV_CPU, false);
 #ifdef SDFT_HAVE_EMU
     // The step with the CUDA kernels (through the emulator): f32, and bf16 weights
     // and activations with f32 adapters, as `device: cuda` trains.
-    test_step0("eps_te", true, DT_F32, DEV_CUDA_EMU);
-    test_step0("eps_te", true, DT_BF16, DEV_CUDA_EMU);
+    test_step0("eps_te", true, DT_F32, DEV_CUDA_EMU, false);
+    test_step0("eps_te", true, DT_BF16, DEV_CUDA_EMU, false);
 #endif
     test_twenty_steps();
     st_close(ref);

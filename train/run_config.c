@@ -136,6 +136,8 @@ static const cfg_field train_fields[] = {
     {"noise_offset", CFG_FLOAT, offsetof(run_train_section, noise_offset), .def = "0", .min = 0, .max = 1,
      .help = "offset noise: adds noise_offset x a per-channel normal to the noise"},
     {"seed", CFG_INT64, offsetof(run_train_section, seed), .def = "42", .min = 0, .max = 9e18},
+    {"gradient_checkpointing", CFG_BOOL, offsetof(run_train_section, gradient_checkpointing),
+     .def = "false", .help = "recompute each UNet layer in the backward pass: less memory, one more UNet forward per step"},
     {"resume", CFG_STRING, offsetof(run_train_section, resume), .def = "",
      .help = "\"latest\" (the newest state in output.dir) or a state file; empty: start fresh"},
 };

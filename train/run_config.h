@@ -70,6 +70,7 @@ typedef struct {
     double adam_beta1, adam_beta2, adam_weight_decay, adam_epsilon, max_grad_norm;
     double snr_gamma, noise_offset;
     int64_t seed;
+    bool gradient_checkpointing;
     char *resume;  // "latest", a state file, or empty
 } run_train_section;
 

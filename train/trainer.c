@@ -558,6 +558,7 @@ static int setup(trainer *t) {
     sd_model_print_report(&t->p.model);
     t->p.show_progress = false;
     if (pipeline_model_hash(c->model.path, t->hash)) return -1;
+    t->p.model.unet.checkpoint = c->train.gradient_checkpointing;
     const uint64_t seed = (uint64_t)c->train.seed;
     t->noise_rng = (rng_stream){.seed = seed + STREAM_NOISE};
     t->time_rng = (rng_stream){.seed = seed + STREAM_TIME};
