@@ -229,9 +229,9 @@ $(BUILD)/bench_ops: $(BUILD)/bench/bench_ops.o $(LIB)
 # The whole models at SD1.5's shapes beside diffusers (its Python: GOLDEN_PYTHON, the
 # golden venv when there is one): the text encoder, one UNet step of classifier-free
 # guidance at 512x512 and a VAE decode, on the random-weight SD1.5 of test-full below.
-bench-models: $(BUILD)/bench_models $(BUILD)/sd15-random/model_index.json
+bench-models: $(BUILD)/bench_models $(BUILD)/sd15-random/model_index.json $(BUILD)/clip-tokenizer/vocab.json
 	$(GOLDEN_PYTHON) bench/bench_models.py --ours $(BUILD)/bench_models \
-	  --model $(BUILD)/sd15-random $(BENCH_MODELS_ARGS)
+	  --model $(BUILD)/sd15-random --tokenizer $(BUILD)/clip-tokenizer $(BENCH_MODELS_ARGS)
 
 $(BUILD)/bench_models: $(BUILD)/bench/bench_models.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)

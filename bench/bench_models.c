@@ -6,6 +6,8 @@
 //   unet          unet_forward on a [2, 64, 64, 4] latent, timesteps {500, 500},
 //                 context [2, 77, 768]: one classifier-free-guidance step at 512x512
 //   vae_decode    vae_decode of a [1, 64, 64, 4] latent -> [1, 512, 512, 3]
+//   render        pipeline_render: "a photo of a dog", 512x512, 20 steps, CFG 7.5, the
+//                 model's default sampler (needs --tokenizer DIR); one timed run
 // Prints one JSON line for the load, then one per case:
 //   {"name": "load", "threads": T, "seconds": s, "rss_mib": RSS after loading,
 //    "peak_rss_mib": the peak while loading}
@@ -19,7 +21,7 @@
 // before. Freed memory the allocator keeps would still carry over from one case to
 // the next, so bench/bench_models.py runs one process per case. See bench/README.md.
 //
-//   bench_models --model DIR [--list] [--only NAME]... [--repeats N]
+//   bench_models --model DIR [--tokenizer DIR] [--list] [--only NAME]... [--repeats N]
 #include <omp.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,11 +32,11 @@
 
 #include "core/check.h"
 #include "core/rng.h"
-#include "infer/sd_model.h"
+#include "infer/pipeline.h"
 #include "kernels/autograd.h"
 #include "kernels/tensor.h"
 
-typedef enum { K_TEXT_ENCODER, K_UNET, K_VAE_DECODE } case_kind;
+typedef enum { K_TEXT_ENCODER, K_UNET, K_VAE_DECODE, K_RENDER } case_kind;
 
 typedef struct {
     const char *name;
@@ -47,6 +49,8 @@ static const bench_case CASES[] = {
     {"text_encoder", "ids[2,77] -> [2,77,768]", K_TEXT_ENCODER, 5},
     {"unet", "x[2,64,64,4] t[2] ctx[2,77,768] -> [2,64,64,4]", K_UNET, 2},
     {"vae_decode", "z[1,64,64,4] -> [1,512,512,3]", K_VAE_DECODE, 2},
+    // A whole text-to-image render: one timed run, no warm-up (20 steps amortise it).
+    {"render", "512x512, 20 steps, CFG 7.5, the model's sampler", K_RENDER, 1},
 };
 enum { N_CASES = sizeof CASES / sizeof CASES[0], MAX_REPEATS = 100 };
 
@@ -140,6 +144,7 @@ static void setup(const bench_case *c, const sd_model *m, case_data *cd) {
     case K_VAE_DECODE:
         cd->latent = randn(SHAPE(1, 64, 64, m->vae_cfg.latent_channels));
         break;
+    case K_RENDER: break;
     }
 }
 
@@ -152,12 +157,23 @@ static void teardown(case_data *cd) {
 }
 
 // The timed region: one forward, freeing the result included.
-static void run_once(const bench_case *c, const sd_model *m, case_data *cd) {
+static void run_once(const bench_case *c, pipeline *p, case_data *cd) {
+    const sd_model *m = &p->model;
     tensor *y = NULL;
     switch (c->kind) {
     case K_TEXT_ENCODER: y = clip_encode(&m->text_encoder, cd->ids, 0); break;
     case K_UNET: y = unet_forward(&m->unet, cd->sample, cd->timesteps, cd->ctx); break;
     case K_VAE_DECODE: y = vae_decode(&m->vae, cd->latent); break;
+    case K_RENDER: {
+        CHECK(p->tokenizer, "the render case needs --tokenizer DIR");
+        render_params rp;
+        render_params_default(&rp, p);
+        rp.prompt = "a photo of a dog";
+        float *images;
+        CHECK(pipeline_render(p, &rp, NULL, NULL, &images) == 0, "render: %s", err_msg());
+        free(images);
+        break;
+    }
     }
     tensor_free(y);
 }
@@ -167,23 +183,26 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static void bench(const bench_case *c, const sd_model *m, int repeats /*0: default*/,
+static void bench(const bench_case *c, pipeline *p, int repeats /*0: default*/,
                   double rss_after_load) {
+    const sd_model *m = &p->model;
     bool peak_reset = reset_peak_rss();
     case_data cd;
     setup(c, m, &cd);
     autograd_no_grad_begin();
 
     // Warm-up: first-touch page faults (weights and activations), thread start-up.
-    double t0 = now_seconds();
-    run_once(c, m, &cd);
-    double warm = now_seconds() - t0;
-    if (repeats <= 0) repeats = default_repeats(c, warm);
+    double t0 = now_seconds(), warm = 0;
+    if (c->kind != K_RENDER) {
+        run_once(c, p, &cd);
+        warm = now_seconds() - t0;
+    }
+    if (repeats <= 0) repeats = c->kind == K_RENDER ? 1 : default_repeats(c, warm);
 
     double times[MAX_REPEATS];
     for (int r = 0; r < repeats; r++) {
         t0 = now_seconds();
-        run_once(c, m, &cd);
+        run_once(c, p, &cd);
         times[r] = now_seconds() - t0;
     }
     autograd_no_grad_end();
@@ -202,8 +221,9 @@ static void bench(const bench_case *c, const sd_model *m, int repeats /*0: defau
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: bench_models --model DIR [--list] [--only NAME]... [--repeats N]\n"
+            "usage: bench_models --model DIR [--tokenizer DIR] [--list] [--only NAME]... [--repeats N]\n"
             "  --model DIR  a diffusers folder (or a single-file .safetensors) to load, f32 CPU\n"
+            "  --tokenizer DIR  a CLIP tokenizer folder: loads the pipeline and adds the render case\n"
             "  --list       print the case names and exit\n"
             "  --only NAME  run only this case (repeatable)\n"
             "  --repeats N  timed runs per case after one warm-up (default: %d for\n"
@@ -222,7 +242,7 @@ static const bench_case *find_case(const char *name) {
 
 int main(int argc, char **argv) {
     int repeats = 0;
-    const char *model = NULL;
+    const char *model = NULL, *tokenizer = NULL;
     const bench_case *only[N_CASES];
     int n_only = 0;
     for (int i = 1; i < argc; i++) {
@@ -231,6 +251,8 @@ int main(int argc, char **argv) {
             return 0;
         } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) {
             model = argv[++i];
+        } else if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) {
+            tokenizer = argv[++i];
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             const bench_case *c = find_case(argv[++i]);
             if (!c) {
@@ -260,10 +282,11 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    sd_model m;
+    // With a tokenizer, the whole pipeline (the render case); else the models alone.
+    pipeline p = {0};
     sd_load_options opt = {.dt = DT_F32, .dev = DEV_CPU};
     double t0 = now_seconds();
-    if (sd_model_load(&m, model, &opt) != 0) {
+    if ((tokenizer ? pipeline_open(&p, model, tokenizer, NULL, &opt) : sd_model_load(&p.model, model, &opt)) != 0) {
         fprintf(stderr, "bench_models: %s\n", err_msg());
         return 1;
     }
@@ -274,9 +297,11 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     if (n_only)
-        for (int i = 0; i < n_only; i++) bench(only[i], &m, repeats, rss_after_load);
+        for (int i = 0; i < n_only; i++) bench(only[i], &p, repeats, rss_after_load);
     else
-        for (int i = 0; i < N_CASES; i++) bench(&CASES[i], &m, repeats, rss_after_load);
-    sd_model_free(&m);
+        for (int i = 0; i < N_CASES; i++)
+            if (CASES[i].kind != K_RENDER || tokenizer) bench(&CASES[i], &p, repeats, rss_after_load);
+    if (tokenizer) pipeline_close(&p);
+    else sd_model_free(&p.model);
     return 0;
 }

@@ -27,7 +27,7 @@ import time
 
 # Same policy as bench_models.c: one warm-up, then the case's default number of
 # timed runs, cut so they take about CASE_BUDGET_SECONDS (at least one).
-DEFAULT_REPEATS = {"text_encoder": 5, "unet": 2, "vae_decode": 2}
+DEFAULT_REPEATS = {"text_encoder": 5, "unet": 2, "vae_decode": 2, "render": 1}
 CASE_BUDGET_SECONDS = 30.0
 CASES = list(DEFAULT_REPEATS)
 NO_DIFFUSERS_EXIT = 3  # the worker's exit status when torch/diffusers do not import
@@ -36,12 +36,13 @@ LABELS = {
     "text_encoder": "text encoder, ids [2, 77]",
     "unet": "UNet, latent 2×64×64×4 (one CFG step at 512×512)",
     "vae_decode": "VAE decode, 64×64×4 → 512×512×3",
+    "render": "render 512×512, 20 steps, CFG 7.5 (whole pipeline)",
 }
 
 
 def default_repeats(name, warm_seconds):
     r = DEFAULT_REPEATS[name]
-    if warm_seconds * r > CASE_BUDGET_SECONDS:
+    if warm_seconds and warm_seconds * r > CASE_BUDGET_SECONDS:
         r = int(CASE_BUDGET_SECONDS / warm_seconds)
     return max(r, 1)
 
@@ -141,14 +142,30 @@ def diffusers_worker(args):
             z = torch.randn(1, vae.config.latent_channels, 64, 64)
             run = lambda: vae.decode(z).sample  # noqa: E731
             layout = "NCHW"
+        elif name == "render":
+            import diffusers.schedulers as schedulers
+            from diffusers import StableDiffusionPipeline
+            from transformers import CLIPTokenizer
+            with open(os.path.join(args.model, "scheduler", "scheduler_config.json")) as f:
+                sched_cls = getattr(schedulers, json.load(f)["_class_name"])
+            pipe = StableDiffusionPipeline(
+                vae=vae, text_encoder=te, tokenizer=CLIPTokenizer.from_pretrained(args.tokenizer), unet=unet,
+                scheduler=sched_cls.from_pretrained(args.model, subfolder="scheduler"), safety_checker=None,
+                feature_extractor=None, requires_safety_checker=False)
+            pipe.set_progress_bar_config(disable=True)
+            run = lambda: pipe("a photo of a dog", height=512, width=512, num_inference_steps=20,  # noqa: E731
+                               guidance_scale=7.5, output_type="np").images
+            layout = "NCHW"
         else:
             print(json.dumps({"name": name, "error": "no diffusers version of this case"}),
                   flush=True)
             continue
         with torch.no_grad():
-            t0 = time.perf_counter()  # monotonic, like CLOCK_MONOTONIC in the C side
-            run()
-            warm = time.perf_counter() - t0
+            warm = 0.0
+            if name != "render":  # a 20-step render amortises its own warm-up, as ours
+                t0 = time.perf_counter()  # monotonic, like CLOCK_MONOTONIC in the C side
+                run()
+                warm = time.perf_counter() - t0
             repeats = args.repeats or default_repeats(name, warm)
             times = []
             for _ in range(repeats):
@@ -202,6 +219,8 @@ def thread_env(threads):
 
 def run_ours(args, name):
     cmd = [args.ours, "--model", args.model, "--only", name]
+    if name == "render":
+        cmd += ["--tokenizer", args.tokenizer]
     if args.repeats:
         cmd += ["--repeats", str(args.repeats)]
     return run_child(cmd, thread_env(args.threads), "ours")
@@ -210,6 +229,8 @@ def run_ours(args, name):
 def run_diffusers(args, name):
     cmd = [sys.executable, os.path.abspath(__file__), "--diffusers-worker", "--model", args.model,
            "--threads", str(args.threads), "--only", name]
+    if name == "render":
+        cmd += ["--tokenizer", args.tokenizer]
     if args.repeats:
         cmd += ["--repeats", str(args.repeats)]
     return run_child(cmd, thread_env(args.threads), "diffusers")
@@ -267,6 +288,8 @@ def main():
                          "UNet and the VAE, fewer when they would take over 30 s)")
     ap.add_argument("--only", action="append", default=[], choices=CASES,
                     help="run only this case (repeatable)")
+    ap.add_argument("--tokenizer", help="a CLIP tokenizer folder: adds the 20-step render case "
+                                        "(about 10 minutes a side on 2 cores)")
     ap.add_argument("--json", help="also save the results to this file")
     ap.add_argument("--no-diffusers", action="store_true", help="time ours only")
     ap.add_argument("--diffusers-worker", action="store_true", help=argparse.SUPPRESS)
@@ -281,7 +304,9 @@ def main():
         diffusers_worker(args)
         return
 
-    names = args.only or CASES
+    names = args.only or [n for n in CASES if n != "render" or args.tokenizer]
+    if "render" in names and not args.tokenizer:
+        ap.error("the render case needs --tokenizer DIR")
     ncpu = os.cpu_count() or 1
     load_avg = os.getloadavg()[0]
     print(f"bench: {len(names)} model cases from {args.model}, {args.threads} threads on {ncpu} "
