@@ -2,11 +2,14 @@
 
 #include "core/safetensors.h"
 #include "kernels/ops.h"
+#include "tests/harness.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char current[256];
@@ -140,4 +143,66 @@ int32_t *fixture_ints(st_file *f, const char *name, int64_t *n) {
     memcpy(v, tensor_data(t), (size_t)*n * sizeof *v);
     tensor_free(t);
     return v;
+}
+
+const char *test_python(void) { return getenv("PYTHON") ? getenv("PYTHON") : "python3"; }
+
+bool have_pillow(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "%s -c 'import numpy, PIL' >/dev/null 2>&1", test_python());
+        cached = system(cmd) == 0;
+    }
+    if (!cached)
+        test_skip("%s cannot import numpy and Pillow (python3 -m pip install -r tools/requirements-test.txt)",
+                  test_python());
+    return cached;
+}
+
+int run_python_script(const char *script, const char *fmt, ...) {
+    char args[1536], cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s '%s' %s", test_python(), repo_path(script), args);
+    fflush(stdout);
+    int status = system(cmd);
+    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+float *host_floats(const tensor *t) {
+    int64_t n = tensor_numel(t);
+    float *v = xmalloc((size_t)(n ? n : 1) * sizeof *v);
+    tensor_copy_to_f32(t, v, (size_t)n);
+    return v;
+}
+
+tensor *fixture_tensor(st_file *f, const char *name, int dev) {
+    tensor *t = st_load(f, name, DT_F32, DEV_CPU);
+    CHECK(t, "fixture: %s", err_msg());
+    if (t->ndim == 4) {
+        tensor *p = op_permute(t, (const int[]){0, 2, 3, 1});
+        tensor_free(t);
+        t = op_contiguous(p);
+        tensor_free(p);
+    }
+    float *v = host_floats(t);
+    tensor *out = tensor_from_f32(DT_F32, (device)dev, t->ndim, t->shape, v);
+    free(v);
+    tensor_free(t);
+    return out;
+}
+
+double fixture_error(const tensor *ours, st_file *f, const char *name) {
+    tensor *ref = fixture_tensor(f, name, DEV_CPU);
+    double err = INFINITY;
+    if (tensor_same_shape(ours, ref)) {
+        float *a = host_floats(ours), *b = host_floats(ref);
+        err = rel_error(a, b, tensor_numel(ref));
+        free(a), free(b);
+    }
+    tensor_free(ref);
+    return err;
 }

@@ -29,6 +29,14 @@ const char *scratch_dir(void);
 // "<scratch dir>/<formatted name>", from a ring of 8 buffers.
 const char *scratch_path(const char *fmt, ...) PRINTF_LIKE(1, 2);
 
+// The test venv's Python (PYTHON, as make test sets it; else python3).
+const char *test_python(void);
+// Whether that Python has numpy and Pillow; skips the current test when not.
+bool have_pillow(void);
+// Runs the repository script with printf-style arguments through that Python; its
+// exit status, -1 when it did not exit normally.
+int run_python_script(const char *script, const char *fmt, ...) PRINTF_LIKE(2, 3);
+
 // Fixture tensors as host f32 arrays (caller frees); abort naming the tensor when
 // absent. fixture_floats: as stored, *n elements. fixture_nhwc: a 4-D NCHW tensor
 // (torch's layout) permuted to our NHWC, its NHWC shape in shape[4].
@@ -36,6 +44,13 @@ struct st_file;
 float *fixture_floats(struct st_file *f, const char *name, int64_t *n);
 float *fixture_nhwc(struct st_file *f, const char *name, int64_t *shape);
 int32_t *fixture_ints(struct st_file *f, const char *name, int64_t *n);  // an I32 tensor
+// A fixture tensor as an f32 tensor on dev, 4-D NCHW permuted to NHWC.
+struct tensor;
+struct tensor *fixture_tensor(struct st_file *f, const char *name, int dev);
+// Relative L2 error of ours against that fixture tensor (INFINITY when shapes differ).
+double fixture_error(const struct tensor *ours, struct st_file *f, const char *name);
+// A tensor's values as host f32 (caller frees).
+float *host_floats(const struct tensor *t);
 
 // The suites; tests/main.c runs them in order.
 void suite_rng(void);

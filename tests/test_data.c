@@ -39,36 +39,6 @@ static unsigned char *read_bytes(const char *path, size_t *len) {
     return (unsigned char *)text;
 }
 
-static const char *python(void) { return getenv("PYTHON") ? getenv("PYTHON") : "python3"; }
-
-// Whether the test Python has numpy and Pillow; skips the current test when not.
-static bool have_pillow(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd, "%s -c 'import numpy, PIL' >/dev/null 2>&1", python());
-        cached = system(cmd) == 0;
-    }
-    if (!cached)
-        test_skip("%s cannot import numpy and Pillow (python3 -m pip install -r tools/requirements-test.txt)",
-                  python());
-    return cached;
-}
-
-// Runs tests/data_check.py with the given arguments; its exit status, -1 when it did
-// not exit normally.
-static int data_check(const char *fmt, ...) PRINTF_LIKE(1, 2);
-static int data_check(const char *fmt, ...) {
-    char args[1536], cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s '%s' %s", python(), repo_path("tests/data_check.py"), args);
-    fflush(stdout);
-    int status = system(cmd);
-    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 // Pillow's view of each file: exif_transpose and convert("RGB"), then torchvision's
 // Resize(size) and CenterCrop(size) where sizes[i] > 0. refs[i] stays empty where
@@ -89,7 +59,7 @@ static bool pillow_reference(int n, const char *const *paths, const int *sizes, 
     write_bytes(list_path, text, strlen(text));
     free(text);
     cJSON_Delete(list);
-    int status = data_check("reference '%s' '%s'", list_path, result_path);
+    int status = run_python_script("tests/data_check.py", "reference '%s' '%s'", list_path, result_path);
     EXPECT(status == 0, "data_check.py reference exited with %d", status);
     if (status != 0) return false;
     size_t len;
@@ -315,7 +285,7 @@ static void test_load_variants(void) {
     char dir[600];
     snprintf(dir, sizeof dir, "%s", scratch_path("data-variants"));
     CHECK(mkdir(dir, 0700) == 0, "mkdir %s", dir);
-    int status = data_check("variants '%s'", dir);
+    int status = run_python_script("tests/data_check.py", "variants '%s'", dir);
     EXPECT(status == 0, "data_check.py variants exited with %d", status);
     if (status != 0) {
         test_end();
@@ -618,7 +588,7 @@ static void test_normalize_numpy(void) {
         return;
     }
     const char *path = scratch_path("levels.f32");
-    int status = data_check("normalize '%s'", path);
+    int status = run_python_script("tests/data_check.py", "normalize '%s'", path);
     EXPECT(status == 0, "data_check.py normalize exited with %d", status);
     if (status == 0) {
         size_t len;

@@ -37,52 +37,26 @@ static st_file *reference(void) {
     return ref_file;
 }
 
-static float *host_values(const tensor *t) {
-    int64_t n = tensor_numel(t);
-    float *v = xmalloc((size_t)n * sizeof *v);
-    tensor_copy_to_f32(t, v, (size_t)n);
-    return v;
-}
 
-// A float reference tensor on dev, torch's NCHW images as our NHWC.
-static tensor *fixture(const char *name, device dev) {
-    tensor *t = st_load(reference(), name, DT_F32, DEV_CPU);
-    CHECK(t, "%s", err_msg());
-    if (t->ndim == 4) {
-        t = nn_replace(t, op_permute(t, (const int[]){0, 2, 3, 1}));
-        t = nn_replace(t, op_contiguous(t));
-    }
-    float *v = host_values(t);
-    tensor *out = tensor_from_f32(DT_F32, dev, t->ndim, t->shape, v);
-    free(v);
-    tensor_free(t);
-    return out;
-}
 
 static double rel_between(const tensor *ours, const tensor *ref) {
     if (!tensor_same_shape(ours, ref)) return INFINITY;
-    float *a = host_values(ours), *b = host_values(ref);
+    float *a = host_floats(ours), *b = host_floats(ref);
     double err = rel_error(a, b, tensor_numel(ref));
     free(a), free(b);
     return err;
 }
 
-static double error_against(const tensor *ours, const char *name) {
-    tensor *ref = fixture(name, DEV_CPU);
-    double err = rel_between(ours, ref);
-    tensor_free(ref);
-    return err;
-}
 
 #define EXPECT_CLOSE(ours, name, tol)                                                         \
     do {                                                                                       \
-        double err_ = error_against((ours), (name));                                           \
+        double err_ = fixture_error((ours), reference(), (name));                                           \
         EXPECT(err_ <= (tol), "%s: relative error %.3g > %.3g", (name), err_, (double)(tol)); \
     } while (0)
 
 static bool same_values(const tensor *a, const tensor *b) {
     if (!tensor_same_shape(a, b)) return false;
-    float *x = host_values(a), *y = host_values(b);
+    float *x = host_floats(a), *y = host_floats(b);
     bool same = memcmp(x, y, (size_t)tensor_numel(a) * sizeof *x) == 0;
     free(x), free(y);
     return same;
@@ -101,8 +75,8 @@ typedef struct {
 static outputs run(const sd_model *m, device dev) {
     tensor *ids = st_load(reference(), "inputs.te.input_ids", DT_I32, dev);
     CHECK(ids, "%s", err_msg());
-    tensor *sample = fixture("inputs.unet.sample", dev), *t = fixture("inputs.unet.timestep", dev);
-    tensor *ctx = fixture("inputs.unet.encoder_hidden_states", dev);
+    tensor *sample = fixture_tensor(reference(), "inputs.unet.sample", dev), *t = fixture_tensor(reference(), "inputs.unet.timestep", dev);
+    tensor *ctx = fixture_tensor(reference(), "inputs.unet.encoder_hidden_states", dev);
     outputs o = {.unet = unet_forward(&m->unet, sample, t, ctx), .te = clip_encode(&m->text_encoder, ids, 0)};
     tensor_free(ids), tensor_free(sample), tensor_free(t), tensor_free(ctx);
     return o;

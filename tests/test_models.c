@@ -37,24 +37,6 @@ static st_file *reference(void) {
     return ref_file;
 }
 
-// A fixture tensor on dev; torch's NCHW images become our NHWC.
-static tensor *fixture(const char *name, device dev) {
-    tensor *t = st_load(reference(), name, DT_F32, DEV_CPU);
-    CHECK(t, "%s", err_msg());
-    if (t->ndim == 4) {
-        tensor *p = op_permute(t, (const int[]){0, 2, 3, 1});
-        tensor_free(t);
-        t = op_contiguous(p);
-        tensor_free(p);
-    }
-    int64_t n = tensor_numel(t);
-    float *v = xmalloc((size_t)n * sizeof *v);
-    tensor_copy_to_f32(t, v, (size_t)n);
-    tensor *out = tensor_from_f32(DT_F32, dev, t->ndim, t->shape, v);
-    free(v);
-    tensor_free(t);
-    return out;
-}
 
 static tensor *fixture_ids(device dev) {
     tensor *t = st_load(reference(), "te.input_ids", DT_I32, dev);
@@ -62,30 +44,11 @@ static tensor *fixture_ids(device dev) {
     return t;
 }
 
-static float *host_values(const tensor *t) {
-    int64_t n = tensor_numel(t);
-    float *v = xmalloc((size_t)n * sizeof *v);
-    tensor_copy_to_f32(t, v, (size_t)n);
-    return v;
-}
 
-// Relative L2 error of ours against fixture `name` (same layout after fixture()).
-static double error_against(const tensor *ours, const char *name) {
-    tensor *ref = fixture(name, DEV_CPU);
-    double err = INFINITY;
-    if (tensor_same_shape(ours, ref)) {
-        float *a = host_values(ours), *b = host_values(ref);
-        err = rel_error(a, b, tensor_numel(ref));
-        free(a);
-        free(b);
-    }
-    tensor_free(ref);
-    return err;
-}
 
 #define EXPECT_CLOSE(ours, name, tol)                                                    \
     do {                                                                                  \
-        double err_ = error_against((ours), (name));                                      \
+        double err_ = fixture_error((ours), reference(), (name));                                      \
         EXPECT(err_ <= (tol), "%s: relative error %.3g > %.3g", (name), err_, (double)(tol)); \
     } while (0)
 
@@ -106,13 +69,15 @@ static outputs run_tiny_sd(const sd_model *m, device dev) {
     o.te = clip_encode(&m->text_encoder, ids, 0);
     o.te_skip = clip_encode(&m->text_encoder, ids, 1);
     tensor_free(ids);
-    tensor *sample = fixture("unet.sample", dev), *t = fixture("unet.timestep", dev);
-    tensor *ctx = fixture("unet.encoder_hidden_states", dev);
+    tensor *sample = fixture_tensor(reference(), "unet.sample", dev);
+    tensor *t = fixture_tensor(reference(), "unet.timestep", dev);
+    tensor *ctx = fixture_tensor(reference(), "unet.encoder_hidden_states", dev);
     o.unet = unet_forward(&m->unet, sample, t, ctx);
     tensor_free(sample);
     tensor_free(t);
     tensor_free(ctx);
-    tensor *image = fixture("vae.image", dev), *latent = fixture("vae.latent", dev);
+    tensor *image = fixture_tensor(reference(), "vae.image", dev);
+    tensor *latent = fixture_tensor(reference(), "vae.latent", dev);
     vae_encode(&m->vae, image, &o.vae_mean, &o.vae_logvar);
     o.vae_decoded = vae_decode(&m->vae, latent);
     tensor_free(image);
@@ -136,7 +101,7 @@ static void expect_reference(const outputs *o, double tol) {
 
 static bool same_values(const tensor *a, const tensor *b) {
     if (!tensor_same_shape(a, b)) return false;
-    float *x = host_values(a), *y = host_values(b);
+    float *x = host_floats(a), *y = host_floats(b);
     bool same = memcmp(x, y, (size_t)tensor_numel(a) * sizeof *x) == 0;
     free(x);
     free(y);
@@ -168,8 +133,9 @@ static void test_folder_and_single_file(void) {
     test_end();
 
     test_begin("models: UNet at a 10x14 latent (odd sizes on the way down) matches diffusers");
-    tensor *odd_x = fixture("unet_odd.sample", DEV_CPU), *odd_t = fixture("unet_odd.timestep", DEV_CPU);
-    tensor *odd_c = fixture("unet_odd.encoder_hidden_states", DEV_CPU);
+    tensor *odd_x = fixture_tensor(reference(), "unet_odd.sample", DEV_CPU);
+    tensor *odd_t = fixture_tensor(reference(), "unet_odd.timestep", DEV_CPU);
+    tensor *odd_c = fixture_tensor(reference(), "unet_odd.encoder_hidden_states", DEV_CPU);
     tensor *odd_y = unet_forward(&folder.unet, odd_x, odd_t, odd_c);
     EXPECT_CLOSE(odd_y, "unet_odd.out", F32_TOL);
     tensor_free(odd_x), tensor_free(odd_t), tensor_free(odd_c), tensor_free(odd_y);
@@ -203,8 +169,8 @@ static void test_folder_and_single_file(void) {
     rng_stream rng = {.seed = 42}, replay = rng;
     tensor *z = vae_sample(ref_out.vae_mean, ref_out.vae_logvar, &rng);
     int64_t n = tensor_numel(z);
-    float *zv = host_values(z), *mu = host_values(ref_out.vae_mean);
-    float *lv = host_values(ref_out.vae_logvar), *eps = xmalloc((size_t)n * sizeof *eps);
+    float *zv = host_floats(z), *mu = host_floats(ref_out.vae_mean);
+    float *lv = host_floats(ref_out.vae_logvar), *eps = xmalloc((size_t)n * sizeof *eps);
     rng_fill_normal(&replay, eps, (size_t)n);
     double worst = 0;
     for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs(zv[i] - (mu[i] + expf(0.5f * lv[i]) * eps[i])));
@@ -239,8 +205,9 @@ static void test_unet_v2(void) {
         EXPECT(rc == 0, "%s", err_msg());
         if (rc == 0) {
             EXPECT(rep.unexpected == 0, "%d unexpected (%s)", rep.unexpected, rep.first_unexpected);
-            tensor *s = fixture("unet_v2.sample", DEV_CPU), *t = fixture("unet_v2.timestep", DEV_CPU);
-            tensor *c = fixture("unet_v2.encoder_hidden_states", DEV_CPU);
+            tensor *s = fixture_tensor(reference(), "unet_v2.sample", DEV_CPU);
+            tensor *t = fixture_tensor(reference(), "unet_v2.timestep", DEV_CPU);
+            tensor *c = fixture_tensor(reference(), "unet_v2.encoder_hidden_states", DEV_CPU);
             tensor *out = unet_forward(&m, s, t, c);
             EXPECT_CLOSE(out, "unet_v2.out", F32_TOL);
             tensor_free(out), tensor_free(s), tensor_free(t), tensor_free(c);
@@ -287,7 +254,7 @@ static void test_wide_head_attention(void) {
         tensor *tk = tensor_from_f32(DT_F32, devs[d], SHAPE(B, M, D), k);
         tensor *tv = tensor_from_f32(DT_F32, devs[d], SHAPE(B, M, D), v);
         tensor *out = nn_sdpa(tq, tk, tv, 1, false);
-        float *got = host_values(out);
+        float *got = host_floats(out);
         double err = rel_error(got, want, (int64_t)B * N * D);
         EXPECT(err <= F32_TOL, "relative error %.3g", err);
         free(got), free(q), free(k), free(v), free(want);
@@ -302,7 +269,7 @@ static bool same_entry_values(st_file *fa, const st_entry *a, st_file *fb, const
     tensor *x = st_tensor(fa, a), *y = st_tensor(fb, b);
     bool same = x && y && tensor_numel(x) == tensor_numel(y);
     if (same) {
-        float *u = host_values(x), *v = host_values(y);
+        float *u = host_floats(x), *v = host_floats(y);
         same = memcmp(u, v, (size_t)tensor_numel(x) * sizeof *u) == 0;
         free(u), free(v);
     }
@@ -627,7 +594,7 @@ static void test_fp16_variant(void) {
         int differ = 0;
         for (int i = 0; i < m.params.count; i++) {
             const tensor *a = *m.params.items[i].slot, *b = *ref.params.items[i].slot;
-            float *x = host_values(a), *y = host_values(b);
+            float *x = host_floats(a), *y = host_floats(b);
             for (int64_t k = 0; k < tensor_numel(a); k++) differ += x[k] != f16_to_f32(f32_to_f16(y[k]));
             free(x);
             free(y);
@@ -727,15 +694,16 @@ void suite_full(void) {
         test_end();
 
         test_begin("full: UNet forward at a 64x64 latent, batch 2, within %g of diffusers", FULL_TOL);
-        tensor *sample = fixture("unet.sample", DEV_CPU), *t = fixture("unet.timestep", DEV_CPU);
-        tensor *ctx = fixture("unet.encoder_hidden_states", DEV_CPU);
+        tensor *sample = fixture_tensor(reference(), "unet.sample", DEV_CPU);
+        tensor *t = fixture_tensor(reference(), "unet.timestep", DEV_CPU);
+        tensor *ctx = fixture_tensor(reference(), "unet.encoder_hidden_states", DEV_CPU);
         tensor *out = unet_forward(&m.unet, sample, t, ctx);
         EXPECT_CLOSE(out, "unet.out", FULL_TOL);
         tensor_free(out), tensor_free(sample), tensor_free(t), tensor_free(ctx);
         test_end();
 
         test_begin("full: VAE decode to 512x512 within %g of diffusers", FULL_TOL);
-        tensor *latent = fixture("vae.latent", DEV_CPU);
+        tensor *latent = fixture_tensor(reference(), "vae.latent", DEV_CPU);
         tensor *image = vae_decode(&m.vae, latent);
         EXPECT_CLOSE(image, "vae.decoded", FULL_TOL);
         tensor_free(image), tensor_free(latent);

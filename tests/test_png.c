@@ -50,37 +50,6 @@ static void random_bytes(unsigned char *out, size_t n, uint64_t seed) {
     }
 }
 
-static const char *python(void) { return getenv("PYTHON") ? getenv("PYTHON") : "python3"; }
-
-// Whether the test Python has numpy and Pillow; skips the current test when not.
-static bool have_pillow(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd, "%s -c 'import numpy, PIL' >/dev/null 2>&1", python());
-        cached = system(cmd) == 0;
-    }
-    if (!cached)
-        test_skip("%s cannot import numpy and Pillow (python3 -m pip install -r "
-                  "tools/requirements-test.txt)",
-                  python());
-    return cached;
-}
-
-// Runs tests/png_check.py with the given arguments; its exit status, -1 when it did
-// not exit normally.
-static int png_check(const char *fmt, ...) PRINTF_LIKE(1, 2);
-static int png_check(const char *fmt, ...) {
-    char args[1536], cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s '%s' %s", python(), repo_path("tests/png_check.py"), args);
-    fflush(stdout);
-    int status = system(cmd);
-    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 // Expects err_msg to be one line that starts with path and contains want.
 static void expect_error(const char *path, const char *want) {
@@ -188,14 +157,14 @@ static void test_sha256_file(void) {
     snprintf(cmd, sizeof cmd,
              "%s -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], \"rb\").read())"
              ".hexdigest())' '%s'",
-             python(), path);
+             test_python(), path);
     fflush(stdout);
     FILE *p = popen(cmd, "r");
     CHECK(p, "popen %s", cmd);
     bool got = fgets(line, sizeof line, p) != NULL;
     int status = pclose(p);
     if (!got || status != 0) {
-        test_skip("%s cannot run hashlib", python());
+        test_skip("%s cannot run hashlib", test_python());
     } else {
         line[strcspn(line, "\n")] = 0;
         EXPECT(strcmp(line, hex) == 0, "ours %s, hashlib %s", hex, line);
@@ -286,7 +255,7 @@ static void test_pillow_reads_ours(void) {
         }
         char *json_text = cJSON_PrintUnformatted(want);
         write_whole(json, json_text, strlen(json_text));
-        int status = png_check("verify '%s' '%s'", png, json);
+        int status = run_python_script("tests/png_check.py", "verify '%s' '%s'", png, json);
         EXPECT(status == 0, "png_check.py verify exited with %d", status);
         free(json_text);
         cJSON_Delete(want);
@@ -333,7 +302,7 @@ static void test_read_variants(void) {
     char dir[600];
     snprintf(dir, sizeof dir, "%s", scratch_path("variants"));
     CHECK(mkdir(dir, 0700) == 0, "mkdir %s", dir);
-    int status = png_check("variants '%s'", dir);
+    int status = run_python_script("tests/png_check.py", "variants '%s'", dir);
     EXPECT(status == 0, "png_check.py variants exited with %d", status);
     char path[700];
     snprintf(path, sizeof path, "%s/variants.json", dir);
@@ -667,7 +636,7 @@ static void test_from_float_numpy(void) {
 
     const char *in = scratch_path("postprocess.f32"), *out = scratch_path("postprocess.u8");
     write_whole(in, x, n * sizeof *x);
-    int status = png_check("postprocess '%s' '%s'", in, out);
+    int status = run_python_script("tests/png_check.py", "postprocess '%s' '%s'", in, out);
     EXPECT(status == 0, "png_check.py postprocess exited with %d", status);
     size_t len = 0;
     unsigned char *want = status == 0 ? read_whole(out, &len) : NULL;
