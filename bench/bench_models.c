@@ -30,6 +30,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench/bench_util.h"
 #include "core/check.h"
 #include "core/rng.h"
 #include "infer/pipeline.h"
@@ -66,11 +67,6 @@ static int default_repeats(const bench_case *c, double warm_seconds) {
     return r < 1 ? 1 : r;
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // Peak resident set of this process so far (ru_maxrss is in KiB on Linux).
 static double peak_rss_mib(void) {
@@ -178,10 +174,6 @@ static void run_once(const bench_case *c, pipeline *p, case_data *cd) {
     tensor_free(y);
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void bench(const bench_case *c, pipeline *p, int repeats /*0: default*/,
                   double rss_after_load) {
@@ -208,9 +200,7 @@ static void bench(const bench_case *c, pipeline *p, int repeats /*0: default*/,
     autograd_no_grad_end();
     teardown(&cd);
 
-    qsort(times, (size_t)repeats, sizeof(double), cmp_double);
-    double med = repeats % 2 ? times[repeats / 2]
-                             : 0.5 * (times[repeats / 2 - 1] + times[repeats / 2]);
+    double med = sorted_median(times, repeats);
     printf("{\"name\": \"%s\", \"shape\": \"%s\", \"pass\": \"fwd\", \"threads\": %d, "
            "\"repeats\": %d, \"seconds\": %.6g, \"min_seconds\": %.6g, \"warmup_seconds\": %.6g, "
            "\"rss_after_load_mib\": %.1f, \"peak_rss_mib\": %.1f, \"peak_reset\": %s}\n",

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_util.h"
 #include "core/rng.h"
 #include "kernels/autograd.h"
 #include "kernels/ops.h"
@@ -58,11 +59,6 @@ static const bench_case CASES[] = {
 };
 enum { N_CASES = sizeof CASES / sizeof CASES[0], MAX_TENSORS = 6 };
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // Random normal values. The values do not matter for the timing, only that they
 // are ordinary floats (no denormals, no NaN) as in a real forward pass.
@@ -187,10 +183,6 @@ static void nominal_work(const bench_case *c, double *flops, double *bytes) {
     *flops = f, *bytes = b;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 // Default repeats, cut down for slow cases so that a case's timed runs take about
 // CASE_BUDGET_SECONDS at most and the whole run stays short on 2 cores. A case that
@@ -227,11 +219,7 @@ static void bench(const bench_case *c, int repeats /*0: default*/) {
     if (!c->backward) autograd_no_grad_end();
     teardown(&cd);
 
-    // The median, not the mean: a stray scheduler hiccup on a shared 2-core box
-    // should not move the number.
-    qsort(times, (size_t)repeats, sizeof(double), cmp_double);
-    double med = repeats % 2 ? times[repeats / 2]
-                             : 0.5 * (times[repeats / 2 - 1] + times[repeats / 2]);
+    double med = sorted_median(times, repeats);
     double flops, bytes;
     nominal_work(c, &flops, &bytes);
     printf("{\"name\": \"%s\", \"shape\": \"%s\", \"pass\": \"%s\", \"threads\": %d, "
