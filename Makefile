@@ -60,7 +60,8 @@ TEST_SRCS  := $(wildcard tests/*.c tests/ops/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_OBJS  := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 LIB        := $(BUILD)/libsdft.a
-CLIS       := $(BUILD)/safetensors-info $(BUILD)/sdft-sample $(BUILD)/sdft-train $(BUILD)/sdft-demo-images
+CLIS       := $(BUILD)/safetensors-info $(BUILD)/sdft-sample $(BUILD)/sdft-train $(BUILD)/sdft-demo-images \
+              $(BUILD)/sdft-eval
 # OpenAI's CLIP BPE file (MIT), from which the build derives the tokenizer folder.
 CLIP_BPE   := ../shared/data/clip/bpe_simple_vocab_16e6.txt.gz
 
@@ -129,6 +130,9 @@ $(BUILD)/sdft-train: $(BUILD)/tools/train.o $(LIB) $(BUILD)/sd15_configs/schedul
 	$(CC) $(filter %.o %.a,$^) -o $@ $(LDLIBS)
 
 $(BUILD)/sdft-demo-images: $(BUILD)/tools/demo_images.o $(LIB)
+	$(CC) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/sdft-eval: $(BUILD)/tools/eval_lora.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
 
 # Files the programs read from beside themselves: SD1.5's configs (single files carry
@@ -295,4 +299,4 @@ help:
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(PLANTED:.o=.d) $(BUILD)/bench/bench_ops.d $(BUILD)/bench/bench_models.d \
   $(BUILD)/tools/safetensors_info.d $(BUILD)/tools/sample.d $(BUILD)/tools/train.d \
-  $(BUILD)/tools/demo_images.d
+  $(BUILD)/tools/demo_images.d $(BUILD)/tools/eval_lora.d
