@@ -1,5 +1,6 @@
 #include "tests/test.h"
 
+#include "core/files.h"
 #include "core/safetensors.h"
 #include "kernels/ops.h"
 #include "tests/harness.h"
@@ -205,4 +206,15 @@ double fixture_error(const tensor *ours, st_file *f, const char *name) {
     }
     tensor_free(ref);
     return err;
+}
+
+unsigned char *read_whole(const char *path, size_t *len) {
+    char *text;
+    CHECK(read_text_file(path, &text, len) == 0, "%s", err_msg());
+    return (unsigned char *)text;
+}
+
+void write_whole(const char *path, const void *bytes, size_t len) {
+    FILE *fp = fopen(path, "wb");
+    CHECK(fp && fwrite(bytes, 1, len, fp) == len && fclose(fp) == 0, "cannot write %s", path);
 }

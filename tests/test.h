@@ -4,6 +4,7 @@
 // "N passed, M failed, K skipped".
 #pragma once
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/check.h"
@@ -28,6 +29,11 @@ const char *shared_path(const char *rel);
 const char *scratch_dir(void);
 // "<scratch dir>/<formatted name>", from a ring of 8 buffers.
 const char *scratch_path(const char *fmt, ...) PRINTF_LIKE(1, 2);
+
+// A whole file's bytes, NUL-terminated (caller frees), and writing bytes to a file;
+// both abort naming the file when it cannot be read or written.
+unsigned char *read_whole(const char *path, size_t *len);
+void write_whole(const char *path, const void *bytes, size_t len);
 
 // The test venv's Python (PYTHON, as make test sets it; else python3).
 const char *test_python(void);

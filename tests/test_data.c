@@ -28,18 +28,6 @@
 
 // --- helpers ---------------------------------------------------------------------
 
-static void write_bytes(const char *path, const void *bytes, size_t len) {
-    FILE *fp = fopen(path, "wb");
-    CHECK(fp && fwrite(bytes, 1, len, fp) == len && fclose(fp) == 0, "cannot write %s", path);
-}
-
-static unsigned char *read_bytes(const char *path, size_t *len) {
-    char *text;
-    CHECK(read_text_file(path, &text, len) == 0, "%s", err_msg());
-    return (unsigned char *)text;
-}
-
-
 // Pillow's view of each file: exif_transpose and convert("RGB"), then torchvision's
 // Resize(size) and CenterCrop(size) where sizes[i] > 0. refs[i] stays empty where
 // Pillow cannot read the file. false when data_check.py failed (the test fails).
@@ -56,14 +44,14 @@ static bool pillow_reference(int n, const char *const *paths, const int *sizes, 
     char *text = cJSON_PrintUnformatted(list);
     const char *list_path = scratch_path("reference_list.json"),
                *result_path = scratch_path("reference.json");
-    write_bytes(list_path, text, strlen(text));
+    write_whole(list_path, text, strlen(text));
     free(text);
     cJSON_Delete(list);
     int status = run_python_script("tests/data_check.py", "reference '%s' '%s'", list_path, result_path);
     EXPECT(status == 0, "data_check.py reference exited with %d", status);
     if (status != 0) return false;
     size_t len;
-    char *json = (char *)read_bytes(result_path, &len);
+    char *json = (char *)read_whole(result_path, &len);
     cJSON *results = cJSON_Parse(json);
     CHECK(cJSON_GetArraySize(results) == n, "data_check.py gave %d results for %d files",
           cJSON_GetArraySize(results), n);
@@ -72,7 +60,7 @@ static bool pillow_reference(int n, const char *const *paths, const int *sizes, 
         if (cJSON_GetObjectItem(r, "error")) continue;
         int w = cJSON_GetObjectItem(r, "width")->valueint, h = cJSON_GetObjectItem(r, "height")->valueint;
         const char *raw = scratch_path("reference_%d.rgb", i);
-        unsigned char *pixels = read_bytes(raw, &len);
+        unsigned char *pixels = read_whole(raw, &len);
         CHECK(len == (size_t)w * (size_t)h * 3, "%s: %zu bytes for %dx%d", raw, len, w, h);
         refs[i] = image_new(w, h, 3);
         memcpy(refs[i].pixels, pixels, len);
@@ -335,7 +323,7 @@ static void test_load_variants(void) {
     // Pillow's: see data_check.py variants.
     size_t len;
     snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/variants.json");
-    char *json = (char *)read_bytes(dir, &len);
+    char *json = (char *)read_whole(dir, &len);
     dir[strlen(dir) - strlen("/variants.json")] = '\0';
     cJSON *names = cJSON_Parse(json), *name;
     cJSON_ArrayForEach(name, names) {
@@ -375,7 +363,7 @@ static unsigned char *small_jpeg(size_t *len) {
     const char *path = scratch_path("small.jpg");
     write_rgb_jpeg(path, &img, app1, exif_block(app1, 6, true, false, true));
     image_free(&img);
-    return read_bytes(path, len);
+    return read_whole(path, len);
 }
 
 static void test_truncated(void) {
@@ -384,7 +372,7 @@ static void test_truncated(void) {
     unsigned char *bytes = small_jpeg(&len);
     const char *path = scratch_path("truncated.jpg");
     for (size_t n = 0; n < len; n++) {
-        write_bytes(path, bytes, n);
+        write_whole(path, bytes, n);
         image_u8 img;
         EXPECT(image_load(path, &img) == -1, "read a file cut at %zu of %zu bytes", n, len);
         expect_error(path, n == 0 ? "not a JPEG or PNG file (empty)" : "truncated JPEG: the file ends early");
@@ -402,7 +390,7 @@ static void test_corrupt(void) {
     EXPECT(image_load(missing, &img) == -1, "read a missing file");
     expect_error(missing, "cannot open");
     const char *text = scratch_path("notes.jpg");
-    write_bytes(text, "a photo of a dog\n", 17);
+    write_whole(text, "a photo of a dog\n", 17);
     EXPECT(image_load(text, &img) == -1, "read a text file");
     expect_error(text, "not a JPEG or PNG file");
     EXPECT(image_load(scratch_dir(), &img) == -1, "read a folder");
@@ -417,7 +405,7 @@ static void test_corrupt(void) {
             unsigned char *huge = xmalloc(len);
             memcpy(huge, bytes, len);
             put16(huge + at + 5, 20000, false), put16(huge + at + 7, 20000, false);
-            write_bytes(path, huge, len);
+            write_whole(path, huge, len);
             free(huge);
             EXPECT(image_load(path, &img) == -1, "decoded 20000x20000");
             expect_error(path, "20000x20000, over 2^28 pixels");
@@ -433,7 +421,7 @@ static void test_corrupt(void) {
     size_t cut_len = scan + (len - scan) / 2;
     memcpy(cut, bytes, cut_len);
     cut[cut_len++] = 0xff, cut[cut_len++] = 0xd9;
-    write_bytes(path, cut, cut_len);
+    write_whole(path, cut, cut_len);
     free(cut);
     EXPECT(image_load(path, &img) == -1, "decoded a scan cut short");
     expect_error(path, "corrupt JPEG: premature end of data segment");
@@ -443,7 +431,7 @@ static void test_corrupt(void) {
     int failed = 0;
     for (size_t at = 0; at < len; at++) {
         bytes[at] ^= 0x55;
-        write_bytes(path, bytes, len);
+        write_whole(path, bytes, len);
         bytes[at] ^= 0x55;
         int rc = image_load(path, &img);
         if (rc == 0) {
@@ -592,7 +580,7 @@ static void test_normalize_numpy(void) {
     EXPECT(status == 0, "data_check.py normalize exited with %d", status);
     if (status == 0) {
         size_t len;
-        float *want = (float *)read_bytes(path, &len), ours[256];
+        float *want = (float *)read_whole(path, &len), ours[256];
         our_levels(ours);
         EXPECT(len == sizeof ours && memcmp(ours, want, sizeof ours) == 0, "levels differ from numpy's");
         EXPECT(ours[0] == -1.0f && ours[255] == 1.0f, "the ends are %g and %g", ours[0], ours[255]);
@@ -836,7 +824,7 @@ static const char *make_folder(const char *name) {
 static void write_file(const char *dir, const char *name, const char *text) {
     char path[700];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    write_bytes(path, text, strlen(text));
+    write_whole(path, text, strlen(text));
 }
 
 static void write_png(const char *dir, const char *name, int w, int h, uint64_t seed) {
@@ -885,7 +873,7 @@ static const char *messy_folder(void) {
     unsigned char *jpeg = small_jpeg(&len);
     char path[700];
     snprintf(path, sizeof path, "%s/g.jpeg", dir);
-    write_bytes(path, jpeg, len / 2);    // truncated
+    write_whole(path, jpeg, len / 2);    // truncated
     write_png(dir, "i.jpg", 16, 12, 4);  // a PNG under a JPEG name
     free(jpeg);
     write_file(dir, "h.png", "just text");

@@ -23,24 +23,6 @@
 
 // --- helpers ---------------------------------------------------------------------
 
-static unsigned char *read_whole(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    CHECK(fp, "cannot open %s", path);
-    fseek(fp, 0, SEEK_END);
-    *len = (size_t)ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *buf = xmalloc(*len + 1);
-    CHECK(fread(buf, 1, *len, fp) == *len, "cannot read %s", path);
-    buf[*len] = 0;
-    fclose(fp);
-    return buf;
-}
-
-static void write_whole(const char *path, const void *bytes, size_t len) {
-    FILE *fp = fopen(path, "wb");
-    CHECK(fp && fwrite(bytes, 1, len, fp) == len && fclose(fp) == 0, "cannot write %s", path);
-}
-
 // n reproducible pseudo-random bytes.
 static void random_bytes(unsigned char *out, size_t n, uint64_t seed) {
     for (size_t i = 0; i < n; i += 16) {

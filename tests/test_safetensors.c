@@ -73,24 +73,6 @@ static const char *scratch_file(const char *name) {
     return out;
 }
 
-static unsigned char *read_whole(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    CHECK(fp, "cannot open %s", path);
-    fseek(fp, 0, SEEK_END);
-    *len = (size_t)ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *buf = xmalloc(*len + 1);
-    CHECK(fread(buf, 1, *len, fp) == *len, "cannot read %s", path);
-    buf[*len] = 0;
-    fclose(fp);
-    return buf;
-}
-
-static void write_whole(const char *path, const void *bytes, size_t len) {
-    FILE *fp = fopen(path, "wb");
-    CHECK(fp && fwrite(bytes, 1, len, fp) == len && fclose(fp) == 0, "cannot write %s", path);
-}
-
 // How many names in the scratch directory contain ".tmp." (leftover temp files).
 static int temp_files_left(void) {
     DIR *d = opendir(scratch_dir());
