@@ -49,7 +49,14 @@ void nn_layer_norm_init(nn_norm *n, param_set *ps, const char *name, int channel
 tensor *nn_linear_forward(const nn_linear *l, tensor *x) {
     tensor *y = op_linear(x, l->w, l->b);
     for (const nn_lora *a = l->lora; a; a = a->next) {
-        tensor *h = op_linear(x, a->down, NULL);
+        tensor *h;
+        if (a->dropout > 0) {
+            tensor *dropped = op_dropout(x, a->dropout, a->dropout_seed, a->dropout_offset);
+            h = op_linear(dropped, a->down, NULL);
+            tensor_free(dropped);
+        } else {
+            h = op_linear(x, a->down, NULL);
+        }
         h = nn_replace(h, op_linear(h, a->up, NULL));
         h = nn_replace(h, op_scale(h, a->scale));
         y = nn_replace(y, op_add(y, h));

@@ -14,6 +14,10 @@ typedef struct nn_lora {
     tensor *down;  // [rank, in]  (PEFT's lora_A, kohya's lora_down)
     tensor *up;    // [out, rank] (lora_B, lora_up)
     float scale;   // alpha / rank x the user's multiplier
+    // Training only (0 otherwise): peft's lora_dropout on the adapter's input, its
+    // mask drawn at (dropout_seed, dropout_offset) so a recompute repeats it.
+    float dropout;
+    uint64_t dropout_seed, dropout_offset;
     struct nn_lora *next;
 } nn_lora;
 
@@ -42,7 +46,7 @@ void nn_group_norm_init(nn_norm *n, param_set *ps, const char *name, int channel
                         float eps);
 void nn_layer_norm_init(nn_norm *n, param_set *ps, const char *name, int channels, float eps);
 
-// x w^T + b, plus every run-time adapter's scale * (x down^T) up^T.
+// x w^T + b, plus every run-time adapter's scale * (dropout(x) down^T) up^T.
 tensor *nn_linear_forward(const nn_linear *l, tensor *x);
 tensor *nn_conv_forward(const nn_conv *c, tensor *x);
 tensor *nn_norm_forward(const nn_norm *n, tensor *x);

@@ -37,6 +37,9 @@ typedef struct backend {
     void (*fill)(tensor *out, float value);
     // out[j] = normal draw (seed, offset + j), as core/rng.h defines it.
     void (*fill_normal)(tensor *out, uint64_t seed, uint64_t offset);
+    // out[j] = 0 where uniform draw (seed, offset + j) < p, else 1 / (1 - p): an
+    // inverted-dropout mask, the same on every backend.
+    void (*fill_dropout_mask)(tensor *out, uint64_t seed, uint64_t offset, float p);
 
     // out = a op b; a and b may be stride-0 broadcast views of out's shape.
     void (*binary)(tensor *out, const tensor *a, const tensor *b, binary_op op);

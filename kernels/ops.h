@@ -41,6 +41,10 @@ tensor *op_add(tensor *a, tensor *b);
 tensor *op_sub(tensor *a, tensor *b);
 tensor *op_mul(tensor *a, tensor *b);
 tensor *op_scale(tensor *x, float s);
+// Inverted dropout, torch.nn.Dropout in training mode: x * mask with the mask of
+// backend fill_dropout_mask(seed, offset, p). The mask is a pure function of (seed,
+// offset), so a recomputed forward (gradient checkpointing) drops the same elements.
+tensor *op_dropout(tensor *x, float p, uint64_t seed, uint64_t offset);
 
 // Shape ops. reshape, permute and slice return views when they can.
 tensor *op_reshape(tensor *x, int ndim, const int64_t *shape);  // one dim may be -1

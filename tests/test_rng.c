@@ -77,8 +77,45 @@ static void streams_are_addressable(void) {
     test_end();
 }
 
+// The dropout mask: 0 where uniform(seed, offset + j) < p, else 1 / (1 - p); the
+// drop rate is p; every backend draws the CPU's mask bit for bit.
+static void dropout_masks(void) {
+    test_begin("rng/dropout mask drops a share p, scales the rest by 1/(1-p), same on every backend");
+    enum { N = 20011 };
+    const float p = 0.3f;
+    static float host[N], dev[N];
+    tensor *c = tensor_new(DT_F32, DEV_CPU, SHAPE(N));
+    backend_for(DEV_CPU)->fill_dropout_mask(c, 77, (uint64_t)5 << 32, p);
+    tensor_copy_to_f32(c, host, N);
+    int dropped = 0, wrong = 0;
+    for (int j = 0; j < N; j++) {
+        bool drop = rng_uniform_at(77, ((uint64_t)5 << 32) + (uint64_t)j) < p;
+        dropped += drop;
+        wrong += host[j] != (drop ? 0.0f : 1.0f / (1.0f - p));
+    }
+    EXPECT(wrong == 0, "%d mask values differ from the formula", wrong);
+    EXPECT(fabs((double)dropped / N - p) < 5 * sqrt(p * (1 - p) / N), "drop rate %g for p %g", (double)dropped / N, p);
+    for (int d = DEV_CPU + 1; d < DEV_COUNT; d++) {
+        if (!backend_available((device)d)) continue;
+        for (int k = 0; k < 2; k++) {  // f32, and bf16 as `device: cuda` activations
+            dtype dt = k ? DT_BF16 : DT_F32;
+            tensor *cc = tensor_new(dt, DEV_CPU, SHAPE(N)), *g = tensor_new(dt, (device)d, SHAPE(N));
+            backend_for(DEV_CPU)->fill_dropout_mask(cc, 77, 3, p);
+            backend_for((device)d)->fill_dropout_mask(g, 77, 3, p);
+            tensor_copy_to_f32(cc, host, N);
+            tensor_copy_to_f32(g, dev, N);
+            EXPECT(memcmp(host, dev, sizeof host) == 0, "%s %s fill_dropout_mask differs from the cpu",
+                   device_name((device)d), dtype_name(dt));
+            tensor_free(cc), tensor_free(g);
+        }
+    }
+    tensor_free(c);
+    test_end();
+}
+
 void suite_rng(void) {
     known_answers();
     normal_statistics();
     streams_are_addressable();
+    dropout_masks();
 }

@@ -220,6 +220,49 @@ static void test_step0(const char *which, bool text_encoder, dtype dt, device de
     test_end();
 }
 
+// Every LoRA gradient of one step 0 (eps_te fixture batch) as one vector of *n floats,
+// with dropout p on the adapters' inputs.
+static float *step0_grads(bool checkpoint, float p, int64_t *n_out) {
+    trainee t;
+    CHECK(trainee_open(&t, "eps_te", true, DT_F32, DEV_CPU) == 0, "%s", err_msg());
+    t.model.unet.checkpoint = checkpoint;
+    int64_t pshape[4];
+    float *pixels = fixture_nhwc(ref, "pixel_values", pshape);
+    batch_data b;
+    batch_load(&b, &t, pixels, pshape, "eps_te.step0.vae_eps", "eps_te.step0.noise", "eps_te.step0.timesteps", -1);
+    train_batch tb = as_train_batch(&b);
+    train_adapters_set_dropout(&t.adapters, p, 1234, 0);
+    tensor *loss = dreambooth_loss(&t.model, &t.schedule, &tb, &protocol_loss, NULL);
+    autograd_backward(loss, NULL);
+    int64_t n = 0;
+    for (int i = 0; i < t.adapters.count; i++)
+        n += tensor_numel(t.adapters.items[i].lora->down) + tensor_numel(t.adapters.items[i].lora->up);
+    float *out = xcalloc((size_t)n, sizeof *out), *at = out;
+    for (int i = 0; i < t.adapters.count; i++)
+        for (int k = 0; k < 2; k++) {
+            tensor *w = k ? t.adapters.items[i].lora->up : t.adapters.items[i].lora->down, *g = tensor_grad(w);
+            if (g) tensor_copy_to_f32(g, at, (size_t)tensor_numel(w));
+            at += tensor_numel(w);
+        }
+    *n_out = n;
+    tensor_free(loss);
+    free(pixels), free(b.latents), free(b.noise);
+    trainee_close(&t);
+    return out;
+}
+
+static void test_dropout(void) {
+    test_begin("train: LoRA dropout masks repeat in the checkpoint recompute (same gradients) and change the gradients");
+    int64_t n;
+    float *plain = step0_grads(false, 0.5f, &n), *recomputed = step0_grads(true, 0.5f, &n);
+    float *none = step0_grads(false, 0, &n);
+    double same = rel_error(recomputed, plain, n), apart = rel_error(none, plain, n);
+    EXPECT(same <= 1e-6, "checkpointing changed the dropout gradients: relative %.3g", same);
+    EXPECT(apart >= 0.05, "dropout 0.5 left the gradients almost unchanged: relative %.3g", apart);
+    free(plain), free(recomputed), free(none);
+    test_end();
+}
+
 static void test_twenty_steps(void) {
     test_begin("train: 20 AdamW steps with cosine_with_restarts track diffusers' losses within %g", TRACK_TOL);
     trainee t;
@@ -291,7 +334,7 @@ static const char *write_run_config(const char *name, int steps) {
     fprintf(f,
             "model: {path: %s, tokenizer: %s}\n"
             "data: {instance_dir: %s, resolution: 64, random_flip: true}\n"
-            "lora: {rank: 4, alpha: 2, text_encoder: true}\n"
+            "lora: {rank: 4, alpha: 2, dropout: 0.1, text_encoder: true}\n"
             "train: {steps: %d, learning_rate: 1.0e-3, lr_scheduler: cosine, lr_warmup_steps: 1, noise_offset: 0.05}\n"
             "prior: {num_class_images: 2}\n"
             "validation: {prompts: [\"a photo of {token} {class}\"], steps: 3, width: 64, height: 64}\n"
@@ -315,18 +358,18 @@ static bool same_tensors(const char *a, const char *b) {
 }
 
 static void test_resume(void) {
-    test_begin("train: 6 steps straight and 3 + stop + resume 3 give byte-identical adapters");
+    test_begin("train: 20 steps straight and 10 + stop + resume 10 give byte-identical adapters (LoRA dropout on)");
     run_config a, b;
-    train_options quiet = {0}, stop3 = {.stop_after = 3};
+    train_options quiet = {0}, stop10 = {.stop_after = 10};
     char *resume[] = {"train.resume=latest"};
-    int rc = run_config_read(&a, write_run_config("straight", 6), 0, NULL);
+    int rc = run_config_read(&a, write_run_config("straight", 20), 0, NULL);
     if (rc == 0) rc = train_run(&a, &quiet);
     EXPECT(rc == 0, "straight run: %s", err_msg());
-    rc = run_config_read(&b, write_run_config("resumed", 6), 0, NULL);
-    if (rc == 0) rc = train_run(&b, &stop3);
+    rc = run_config_read(&b, write_run_config("resumed", 20), 0, NULL);
+    if (rc == 0) rc = train_run(&b, &stop10);
     EXPECT(rc == 0, "first half: %s", err_msg());
     config_free(&run_config_schema, &b);
-    rc = run_config_read(&b, write_run_config("resumed", 6), 1, resume);
+    rc = run_config_read(&b, write_run_config("resumed", 20), 1, resume);
     if (rc == 0) rc = train_run(&b, &quiet);
     EXPECT(rc == 0, "second half: %s", err_msg());
     char pa[1024], pb[1024];
@@ -337,7 +380,7 @@ static void test_resume(void) {
         EXPECT(same_tensors(pa, pb), "%s differs between the runs", file);
     }
     // The run wrote what it promises.
-    const char *outputs[] = {"loss.png", "metrics.jsonl", "state-000006.safetensors", "validation/step-000006.png",
+    const char *outputs[] = {"loss.png", "metrics.jsonl", "state-000020.safetensors", "validation/step-000020.png",
                              "class/class-00001.png"};
     for (size_t i = 0; i < sizeof outputs / sizeof *outputs; i++) {
         snprintf(pa, sizeof pa, "%s/%s", scratch_path("straight-out"), outputs[i]);
@@ -365,6 +408,7 @@ void suite_train(void) {
     test_step0("eps_te", true, DT_F32, DEV_CPU, false);
     test_step0("eps_te", true, DT_F32, DEV_CPU, true);
     test_step0("v_unet", false, DT_F32, DEV_CPU, false);
+    test_dropout();
 #ifdef SDFT_HAVE_EMU
     // The step with the CUDA kernels (through the emulator): f32, and bf16 weights
     // and activations with f32 adapters, as `device: cuda` trains.

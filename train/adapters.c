@@ -89,6 +89,15 @@ void train_adapters_free(train_adapters *ta) {
     *ta = (train_adapters){0};
 }
 
+void train_adapters_set_dropout(train_adapters *ta, float p, uint64_t seed, uint64_t draw) {
+    for (int i = 0; i < ta->count; i++) {
+        nn_lora *a = ta->items[i].lora;
+        a->dropout = p;
+        a->dropout_seed = seed;
+        a->dropout_offset = (draw * (uint64_t)ta->count + (uint64_t)i) << 32;
+    }
+}
+
 int train_adapters_tensors(const train_adapters *ta, tensor **out, bool *is_text_encoder) {
     for (int i = 0; i < ta->count; i++) {
         out[2 * i] = ta->items[i].lora->down;

@@ -33,6 +33,10 @@ int train_adapters_init(train_adapters *ta, sd_model *m, const cfg_strings *unet
                         const cfg_strings *te_targets, int rank, float alpha, rng_stream *rng);
 // Detaches and frees them (before sd_model_free).
 void train_adapters_free(train_adapters *ta);
+// Dropout p (0: off) on every adapter's input for the next forward and its backward.
+// Adapter i's mask is drawn at offset (draw * count + i) * 2^32 of seed's stream, so
+// each (draw, adapter) has its own mask and a recompute repeats it.
+void train_adapters_set_dropout(train_adapters *ta, float p, uint64_t seed, uint64_t draw);
 // Every trainable tensor, down then up per adapter: 2 * count entries in *out.
 int train_adapters_tensors(const train_adapters *ta, tensor **out, bool *is_text_encoder);
 

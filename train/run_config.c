@@ -96,6 +96,8 @@ static const cfg_field lora_fields[] = {
      .help = "adapter rank"},
     {"alpha", CFG_FLOAT, offsetof(run_lora_section, alpha), .def = "8", .min = 0, .max = 1e6,
      .help = "scale = alpha / rank"},
+    {"dropout", CFG_FLOAT, offsetof(run_lora_section, dropout), .def = "0", .min = 0, .max = 0.99,
+     .help = "probability of dropping each input element of an adapter while training (peft's lora_dropout)"},
     {"targets", CFG_STRING_LIST, offsetof(run_lora_section, targets), .def = "[to_q, to_k, to_v, to_out.0]",
      .help = "UNet linear layers to adapt, by the end of their names (also ff.net.0.proj, ff.net.2, proj_in, proj_out)"},
     {"text_encoder", CFG_BOOL, offsetof(run_lora_section, text_encoder), .def = "false",

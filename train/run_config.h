@@ -56,6 +56,7 @@ typedef struct {
 typedef struct {
     int rank;
     double alpha;
+    double dropout;          // peft's lora_dropout on each adapter's input while training
     cfg_strings targets;     // UNet linear layers, by the end of their names
     bool text_encoder;       // also train text-encoder adapters
     cfg_strings te_targets;  // its layers

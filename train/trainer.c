@@ -26,8 +26,9 @@
 
 // Streams of the run, each its own Philox seed so that none shifts another: the
 // adapters' init, the noise (VAE samples, diffusion noise, offset noise), the
-// timesteps, the augmentation (crops, flips) and the two data orders.
-enum { STREAM_INIT, STREAM_NOISE, STREAM_TIME, STREAM_AUG, STREAM_INSTANCE_ORDER, STREAM_CLASS_ORDER };
+// timesteps, the augmentation (crops, flips), the two data orders and the adapters'
+// dropout masks (addressed by micro-step, not drawn in sequence: see micro_step).
+enum { STREAM_INIT, STREAM_NOISE, STREAM_TIME, STREAM_AUG, STREAM_INSTANCE_ORDER, STREAM_CLASS_ORDER, STREAM_DROPOUT };
 
 // A folder of training images with what the steps need of each.
 typedef struct {
@@ -255,20 +256,24 @@ static int generate_class_images(trainer *t, const char *dir, const char *prompt
 
 static int save_adapters(trainer *t, const char *stem) {
     const run_config *c = t->cfg;
-    char path[4096], rank[16], alpha[32], steps[16], targets[1024] = "";
+    char path[4096], rank[16], alpha[32], dropout[32], steps[16], targets[1024] = "";
     snprintf(rank, sizeof rank, "%d", c->lora.rank);
     snprintf(alpha, sizeof alpha, "%g", c->lora.alpha);
+    snprintf(dropout, sizeof dropout, "%g", c->lora.dropout);
     snprintf(steps, sizeof steps, "%d", t->step);
     for (int i = 0; i < c->lora.targets.count; i++)
         snprintf(targets + strlen(targets), sizeof targets - strlen(targets), "%s%s", i ? "," : "", c->lora.targets.items[i]);
     char *yaml = config_to_yaml(&run_config_schema, c);
-    const char *keys[] = {"sdft_rank", "sdft_alpha", "sdft_targets", "sdft_base_model_hash", "sdft_steps",
-                          "sdft_config", "ss_base_model_version"};
-    const char *values[] = {rank, alpha, targets, t->hash, steps, yaml, "sd_v1"};
+    // peft's input dropout, not kohya's ss_network_dropout (which drops the down
+    // projection's output), hence our own key for it.
+    const char *keys[] = {"sdft_rank",  "sdft_alpha", "sdft_dropout", "sdft_targets", "sdft_base_model_hash",
+                          "sdft_steps", "sdft_config", "ss_base_model_version"};
+    const char *values[] = {rank, alpha, dropout, targets, t->hash, steps, yaml, "sd_v1"};
+    const int n_keys = sizeof keys / sizeof *keys;
     snprintf(path, sizeof path, "%s/%s.safetensors", c->output.dir, stem);
-    int rc = train_adapters_save_peft(&t->adapters, path, 6, keys, values);
+    int rc = train_adapters_save_peft(&t->adapters, path, n_keys - 1, keys, values);  // without kohya's key
     snprintf(path, sizeof path, "%s/%s_kohya.safetensors", c->output.dir, stem);
-    if (rc == 0) rc = train_adapters_save_kohya(&t->adapters, path, 7, keys, values);
+    if (rc == 0) rc = train_adapters_save_kohya(&t->adapters, path, n_keys, keys, values);
     free(yaml);
     return rc;
 }
@@ -438,7 +443,9 @@ static int save_loss_plot(trainer *t) {
 
 // One batch's loss, with instance rows then class rows, backpropagated (scaled for
 // accumulation).
-static int micro_step(trainer *t, loss_parts *parts) {
+// Micro-step `draw` (step * gradient_accumulation + its index in the step): the
+// dropout masks are addressed by it, so a resumed run draws the same ones.
+static int micro_step(trainer *t, uint64_t draw, loss_parts *parts) {
     const run_config *c = t->cfg;
     const bool prior = c->prior.enabled;
     const int bs = c->train.batch_size, B = prior ? 2 * bs : bs, len = clip_tokenizer_max_length(t->p.tokenizer);
@@ -473,9 +480,12 @@ static int micro_step(trainer *t, loss_parts *parts) {
                       .noise = noise, .timesteps = timesteps, .ids = ids, .clip_skip = c->model.clip_skip - 1,
                       .context = context};
     loss_config lc = {.snr_gamma = (float)c->train.snr_gamma, .prior_loss_weight = (float)c->prior.prior_loss_weight};
+    // Dropout stays on through the backward, whose checkpoint recomputes redraw the masks.
+    train_adapters_set_dropout(&t->adapters, (float)c->lora.dropout, (uint64_t)c->train.seed + STREAM_DROPOUT, draw);
     tensor *loss = dreambooth_loss(&t->p.model, &t->p.schedule, &tb, &lc, parts);
     if (c->train.gradient_accumulation > 1) loss = nn_replace(loss, op_scale(loss, 1.0f / c->train.gradient_accumulation));
     autograd_backward(loss, NULL);
+    train_adapters_set_dropout(&t->adapters, 0, 0, 0);  // validation renders without it
     tensor_free(loss);
     tensor_free(context);
 done:
@@ -513,7 +523,7 @@ static int train_loop(trainer *t) {
         adamw_zero_grad(&t->adam);
         loss_parts sum = {0}, parts;
         for (int a = 0; a < tr->gradient_accumulation; a++) {
-            if (micro_step(t, &parts)) return -1;
+            if (micro_step(t, (uint64_t)t->step * tr->gradient_accumulation + a, &parts)) return -1;
             sum.loss += parts.loss / tr->gradient_accumulation;
             sum.instance += parts.instance / tr->gradient_accumulation;
             sum.prior += parts.prior / tr->gradient_accumulation;

@@ -18,6 +18,7 @@ const backend cpu_backend = {
     .copy = cpu_copy,
     .fill = cpu_fill,
     .fill_normal = cpu_fill_normal,
+    .fill_dropout_mask = cpu_fill_dropout_mask,
     .binary = cpu_binary,
     .sum_reduce = cpu_sum_reduce,
     .unary_forward = cpu_unary_forward,

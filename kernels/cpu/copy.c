@@ -78,3 +78,13 @@ void cpu_fill_normal(tensor *out, uint64_t seed, uint64_t offset) {
     for (int64_t i = 0; i < n; i++)
         store_float(dst, out->dtype, i, rng_normal_at(seed, offset + (uint64_t)i));
 }
+
+void cpu_fill_dropout_mask(tensor *out, uint64_t seed, uint64_t offset, float p) {
+    CHECK(tensor_is_contiguous(out), "fill_dropout_mask needs a contiguous tensor");
+    int64_t n = tensor_numel(out);
+    void *dst = tensor_data(out);
+    const float keep = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        store_float(dst, out->dtype, i, rng_uniform_at(seed, offset + (uint64_t)i) < p ? 0.0f : keep);
+}

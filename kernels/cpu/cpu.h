@@ -33,6 +33,7 @@ int cpu_guard_check(void);
 void cpu_copy(tensor *out, const tensor *in);
 void cpu_fill(tensor *out, float value);
 void cpu_fill_normal(tensor *out, uint64_t seed, uint64_t offset);
+void cpu_fill_dropout_mask(tensor *out, uint64_t seed, uint64_t offset, float p);
 
 // elementwise.c
 void cpu_binary(tensor *out, const tensor *a, const tensor *b, binary_op op);

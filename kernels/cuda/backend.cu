@@ -13,6 +13,7 @@ extern "C" const backend CUDA_FN(backend) = {
     .copy = CUDA_FN(copy),
     .fill = CUDA_FN(fill),
     .fill_normal = CUDA_FN(fill_normal),
+    .fill_dropout_mask = CUDA_FN(fill_dropout_mask),
     .binary = CUDA_FN(binary),
     .sum_reduce = CUDA_FN(sum_reduce),
     .unary_forward = CUDA_FN(unary_forward),

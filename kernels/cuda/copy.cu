@@ -187,3 +187,24 @@ void CUDA_FN(fill_normal)(tensor *out, uint64_t seed, uint64_t offset) {
                n);
     });
 }
+
+// The dropout mask from rng_uniform_at, element for element as the CPU draws it.
+template <typename T>
+static __global__ void __launch_bounds__(COPY_THREADS)
+    fill_dropout_mask_kernel(T *__restrict__ out /*[n]*/, uint64_t seed, uint64_t offset, float p,
+                             float keep, int64_t n) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = from_float<T>(rng_uniform_at(seed, offset + (uint64_t)i) < p ? 0.0f : keep);
+}
+
+void CUDA_FN(fill_dropout_mask)(tensor *out, uint64_t seed, uint64_t offset, float p) {
+    CHECK(tensor_is_contiguous(out), "fill_dropout_mask needs a contiguous tensor");
+    int64_t n = tensor_numel(out);
+    if (n == 0) return;
+    const float keep = 1.0f / (1.0f - p);
+    DISPATCH_STORAGE(out->dtype, T, {
+        auto kernel = fill_dropout_mask_kernel<T>;
+        LAUNCH(kernel, blocks_for(n, COPY_THREADS), COPY_THREADS, 0, dev_ptr<T>(out), seed, offset,
+               p, keep, n);
+    });
+}

@@ -16,6 +16,7 @@ void CUDA_FN(download)(void *dst, const void *src, size_t nbytes);
 void CUDA_FN(copy)(tensor *out, const tensor *in);
 void CUDA_FN(fill)(tensor *out, float value);
 void CUDA_FN(fill_normal)(tensor *out, uint64_t seed, uint64_t offset);
+void CUDA_FN(fill_dropout_mask)(tensor *out, uint64_t seed, uint64_t offset, float p);
 
 // elementwise.cu
 void CUDA_FN(binary)(tensor *out, const tensor *a, const tensor *b, binary_op op);

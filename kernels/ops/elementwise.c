@@ -86,6 +86,15 @@ tensor *op_add(tensor *a, tensor *b) { return binary("add", a, b, BIN_ADD); }
 tensor *op_sub(tensor *a, tensor *b) { return binary("sub", a, b, BIN_SUB); }
 tensor *op_mul(tensor *a, tensor *b) { return binary("mul", a, b, BIN_MUL); }
 
+tensor *op_dropout(tensor *x, float p, uint64_t seed, uint64_t offset) {
+    CHECK(p >= 0 && p < 1, "dropout: probability %g is outside [0, 1)", p);
+    tensor *mask = tensor_new(x->dtype, x->dev, x->ndim, x->shape);
+    be_of(x)->fill_dropout_mask(mask, seed, offset, p);
+    tensor *y = op_mul(x, mask);  // the mask is a constant: its gradient is never asked for
+    tensor_free(mask);
+    return y;
+}
+
 static void scale_backward(node *n, const tensor *gy) {
     tensor *g = tensor_new_like(gy);
     be_of(gy)->unary_forward(g, gy, UN_SCALE, n->fparam[0]);
