@@ -94,7 +94,7 @@ LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcubl
 endif
 endif
 
-.PHONY: all train sample test test-full test-gpu test-asan kernel-coverage fuzz bench bench-models bench-gpu golden deps clean help
+.PHONY: all train sample test test-full test-gpu test-asan kernel-coverage fuzz bench bench-models bench-train bench-gpu golden deps clean help
 all: $(LIB) $(CLIS) $(BUILD)/run_tests $(if $(wildcard $(CLIP_BPE)),$(BUILD)/clip-tokenizer/vocab.json)
 
 $(BUILD)/%.o: %.c
@@ -226,6 +226,7 @@ BENCH_PYTHON ?= /usr/bin/python3
 bench: $(BUILD)/bench_ops
 	$(BENCH_PYTHON) bench/bench_ops.py --ours $(BUILD)/bench_ops $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-models
+	$(MAKE) --no-print-directory bench-train
 
 $(BUILD)/bench_ops: $(BUILD)/bench/bench_ops.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
@@ -240,6 +241,13 @@ bench-models: $(BUILD)/bench_models $(BUILD)/sd15-random/model_index.json $(BUIL
 $(BUILD)/bench_models: $(BUILD)/bench/bench_models.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
 
+# One DreamBooth-LoRA training step at 256x256 on the same random-weight SD1.5 (batch 1
+# + 1 class image, rank 4, gradient checkpointing off and on): sdft-train beside the
+# loop body of diffusers' train_dreambooth_lora.py, seconds per step and peak RSS.
+bench-train: $(BUILD)/sdft-train $(BUILD)/sd15-random/model_index.json $(BUILD)/clip-tokenizer/vocab.json
+	$(GOLDEN_PYTHON) bench/bench_train.py --ours $(BUILD)/sdft-train --model $(BUILD)/sd15-random \
+	  --tokenizer $(BUILD)/clip-tokenizer $(BENCH_TRAIN_ARGS)
+
 # Every CUDA kernel timed at SD1.5 shapes on the GPU, beside cuBLAS and (loaded at
 # run time when libcudnn is installed) cuDNN.
 bench-gpu: $(BUILD)/bench_gpu
@@ -250,12 +258,17 @@ $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(LIB)
 
 # Regenerates tests/fixtures from PyTorch (tools/golden/README.md says how to set it up).
 GOLDEN_PYTHON ?= $(if $(wildcard .venv-golden/bin/python),.venv-golden/bin/python,$(PYTHON))
-golden: $(BUILD)/run_tests $(BUILD)/clip-tokenizer/vocab.json
+# lora.py also loads the adapters our trainer writes for tests/fixtures/lora/trained.yaml.
+TRAINED := $(BUILD)/lora-trained
+golden: $(BUILD)/run_tests $(BUILD)/sdft-train $(BUILD)/sdft-demo-images $(BUILD)/clip-tokenizer/vocab.json
 	$(BUILD)/run_tests --list-op-cases > $(BUILD)/op_cases.json
 	$(GOLDEN_PYTHON) tools/golden/ops.py $(BUILD)/op_cases.json tests/fixtures/ops.safetensors
 	$(GOLDEN_PYTHON) tools/golden/safetensors_files.py tests/fixtures/safetensors
 	$(GOLDEN_PYTHON) tools/golden/models.py tests/fixtures/models
-	$(GOLDEN_PYTHON) tools/golden/lora.py tests/fixtures/models tests/fixtures/lora
+	rm -rf $(TRAINED) && mkdir -p $(TRAINED)/photos && $(BUILD)/sdft-demo-images $(TRAINED)/photos
+	$(BUILD)/sdft-train --config tests/fixtures/lora/trained.yaml model.tokenizer=$(BUILD)/clip-tokenizer \
+	  data.instance_dir=$(TRAINED)/photos output.dir=$(TRAINED)/out
+	$(GOLDEN_PYTHON) tools/golden/lora.py tests/fixtures/models tests/fixtures/lora $(TRAINED)/out
 	$(GOLDEN_PYTHON) tools/golden/train.py tests/fixtures/models tests/fixtures/train
 	$(GOLDEN_PYTHON) tools/golden/tokenizer.py $(BUILD)/clip-tokenizer tests/fixtures/tokenizer/clip_ids.json
 	$(GOLDEN_PYTHON) tools/golden/data.py ../shared/data tests/fixtures/data
@@ -292,8 +305,9 @@ help:
 	@echo "make test-asan  the suite under AddressSanitizer + UBSan"
 	@echo "make test-full  SD1.5-shaped random model against diffusers (not in CI; 4.3 GB x2)"
 	@echo "make fuzz       fuzz the safetensors parser for FUZZ_SECONDS (60)"
-	@echo "make bench      CPU op timings at SD1.5 shapes against PyTorch, then bench-models"
+	@echo "make bench      CPU op timings at SD1.5 shapes against PyTorch, then bench-models, bench-train"
 	@echo "make bench-models  SD1.5 UNet step, VAE decode, text encoder against diffusers"
+	@echo "make bench-train   one SD1.5 DreamBooth-LoRA training step against diffusers' script"
 	@echo "make golden     regenerate tests/fixtures from PyTorch"
 	@echo "make deps       install the Debian packages"
 

@@ -5,7 +5,9 @@
 // 0.12.0), and diffusers' UNet and text-encoder outputs with them, computed in
 // float64. Ours must match within 1e-4 (relative L2) merged and at run time, the two
 // modes must agree, stacked adapters must add up, the names must go both ways, and
-// every bad file must be refused (strict) or skipped and counted (lenient).
+// every bad file must be refused (strict) or skipped and counted (lenient). The
+// trained_* cases are the two files our trainer wrote for trained.yaml: what we save
+// loads in diffusers and gives the same outputs as our engine with it.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +121,9 @@ static const golden_case cases[] = {
     {"attn_procs", {{"attn-procs.safetensors", 0.6f}}, false, "diffusers-old", 128},
     {"stacked", {{"peft.safetensors", 0.8f}, {"kohya.safetensors", 0.5f}}, true, "peft", 148 + 222},
     {"peft_unet", {{"peft-unet/adapter_model.safetensors", 0.9f}}, false, "peft", 96},
+    // Our trainer's own files (tests/fixtures/lora/trained.yaml), as diffusers loaded them.
+    {"trained_peft", {{"trained.safetensors", 1.0f}}, true, "peft", 148},
+    {"trained_kohya", {{"trained_kohya.safetensors", 1.0f}}, true, "kohya", 148},
 };
 
 // Loads the case's adapters onto a fresh model and runs it; false if a load failed.

@@ -12,6 +12,7 @@
 #include "core/files.h"
 
 #include "core/safetensors.h"
+#include "infer/lora.h"
 #include "infer/sd_model.h"
 #include "tests/harness.h"
 #include "tests/test.h"
@@ -320,28 +321,27 @@ static void test_twenty_steps(void) {
     test_end();
 }
 
-// The tiny model on drawn photos, written to the scratch dir: steps as given.
-static const char *write_run_config(const char *name, int steps) {
+// tests/fixtures/lora/trained.yaml (the run whose adapters diffusers loaded in make
+// golden) on drawn photos, writing to <name>-out in the scratch dir, for `steps` steps
+// and with the extra overrides given (up to 4). 0, or -1 with err_msg().
+static int read_run_config(run_config *cfg, const char *name, int steps, int n_extra, char *const *extra) {
     char images[1024], program[1024], cmd[4096], tok[1024];
     snprintf(images, sizeof images, "%s", scratch_path("train-photos"));
     path_beside_program(program, sizeof program, "sdft-demo-images");
     snprintf(cmd, sizeof cmd, "mkdir -p '%s' && '%s' '%s'", images, program, images);
     CHECK(system(cmd) == 0, "%s failed", cmd);
     path_beside_program(tok, sizeof tok, "clip-tokenizer");
-    const char *path = scratch_path("%s.yaml", name);
-    FILE *f = fopen(path, "w");
-    CHECK(f, "cannot write %s", path);
-    fprintf(f,
-            "model: {path: %s, tokenizer: %s}\n"
-            "data: {instance_dir: %s, resolution: 64, random_flip: true}\n"
-            "lora: {rank: 4, alpha: 2, dropout: 0.1, text_encoder: true}\n"
-            "train: {steps: %d, learning_rate: 1.0e-3, lr_scheduler: cosine, lr_warmup_steps: 1, noise_offset: 0.05}\n"
-            "prior: {num_class_images: 2}\n"
-            "validation: {prompts: [\"a photo of {token} {class}\"], steps: 3, width: 64, height: 64}\n"
-            "output: {dir: %s}\n",
-            repo_path("tests/fixtures/models/tiny-sd"), tok, images, steps, scratch_path("%s-out", name));
-    fclose(f);
-    return path;
+    char set[8][1100];
+    snprintf(set[0], sizeof set[0], "model.path=%s", repo_path("tests/fixtures/models/tiny-sd"));
+    snprintf(set[1], sizeof set[1], "model.tokenizer=%s", tok);
+    snprintf(set[2], sizeof set[2], "data.instance_dir=%s", images);
+    snprintf(set[3], sizeof set[3], "output.dir=%s", scratch_path("%s-out", name));
+    snprintf(set[4], sizeof set[4], "train.steps=%d", steps);
+    CHECK(n_extra <= 3, "read_run_config: %d extra overrides", n_extra);
+    char *overrides[8];
+    for (int i = 0; i < 5; i++) overrides[i] = set[i];
+    for (int i = 0; i < n_extra; i++) overrides[5 + i] = extra[i];
+    return run_config_read(cfg, repo_path("tests/fixtures/lora/trained.yaml"), 5 + n_extra, overrides);
 }
 
 // Every tensor of two safetensors files holds the same bytes.
@@ -362,14 +362,14 @@ static void test_resume(void) {
     run_config a, b;
     train_options quiet = {0}, stop10 = {.stop_after = 10};
     char *resume[] = {"train.resume=latest"};
-    int rc = run_config_read(&a, write_run_config("straight", 20), 0, NULL);
+    int rc = read_run_config(&a, "straight", 20, 0, NULL);
     if (rc == 0) rc = train_run(&a, &quiet);
     EXPECT(rc == 0, "straight run: %s", err_msg());
-    rc = run_config_read(&b, write_run_config("resumed", 20), 0, NULL);
+    rc = read_run_config(&b, "resumed", 20, 0, NULL);
     if (rc == 0) rc = train_run(&b, &stop10);
     EXPECT(rc == 0, "first half: %s", err_msg());
     config_free(&run_config_schema, &b);
-    rc = run_config_read(&b, write_run_config("resumed", 20), 1, resume);
+    rc = read_run_config(&b, "resumed", 20, 1, resume);
     if (rc == 0) rc = train_run(&b, &quiet);
     EXPECT(rc == 0, "second half: %s", err_msg());
     char pa[1024], pb[1024];
@@ -391,15 +391,90 @@ static void test_resume(void) {
     test_end();
 
     test_begin("train: a missing photo folder is a one-line error naming it");
-    rc = run_config_read(&a, write_run_config("nophotos", 2), 1, (char *[]){"data.instance_dir=/nonexistent/photos"});
+    rc = read_run_config(&a, "nophotos", 2, 1, (char *[]){"data.instance_dir=/nonexistent/photos"});
     if (rc == 0) rc = train_run(&a, &quiet);
     EXPECT(rc == -1 && strstr(err_msg(), "/nonexistent/photos") && !strchr(err_msg(), '\n'), "%s", err_msg());
     config_free(&run_config_schema, &a);
     test_end();
 }
 
+// Names, dtypes and shapes of every tensor, and the metadata keys, of file `now` are
+// those of `shown`; the first difference goes to why.
+static bool same_layout(const char *now, const char *shown, char *why, size_t why_len) {
+    st_file *a = st_open(now), *b = st_open(shown);
+    bool same = a && b;
+    if (!same) snprintf(why, why_len, "%s", err_msg());
+    if (same && st_count(a) != st_count(b)) {
+        snprintf(why, why_len, "%d tensors, the fixture %d", st_count(a), st_count(b));
+        same = false;
+    }
+    for (int i = 0; same && i < st_count(b); i++) {
+        const st_entry *e = st_entry_at(b, i), *g = st_find(a, e->name);
+        same = g && g->dtype == e->dtype && g->ndim == e->ndim &&
+               memcmp(g->shape, e->shape, (size_t)e->ndim * sizeof *e->shape) == 0;
+        if (!same) snprintf(why, why_len, "%s: missing or another dtype or shape", e->name);
+    }
+    for (int k = 0; same && k < 2; k++) {
+        st_file *x = k ? b : a, *y = k ? a : b;
+        for (int i = 0; same && i < st_meta_count(x); i++) {
+            same = st_meta(y, st_meta_key(x, i)) != NULL;
+            if (!same) snprintf(why, why_len, "metadata key %s only in %s", st_meta_key(x, i), k ? shown : now);
+        }
+    }
+    st_close(a), st_close(b);
+    return same;
+}
+
+// The straight run of test_resume wrote its adapters with trained.yaml's settings.
+static void test_adapter_files(void) {
+    test_begin("train: the adapter files have the layout of tests/fixtures/lora/trained*.safetensors, which diffusers loaded");
+    const char *files[][2] = {{"lora.safetensors", "trained.safetensors"},
+                              {"lora_kohya.safetensors", "trained_kohya.safetensors"}};
+    for (int k = 0; k < 2; k++) {
+        char now[1024], shown[1024], why[1200] = "";
+        snprintf(now, sizeof now, "%s/%s", scratch_path("straight-out"), files[k][0]);
+        snprintf(shown, sizeof shown, "%s%s", repo_path("tests/fixtures/lora/"), files[k][1]);
+        EXPECT(same_layout(now, shown, why, sizeof why), "%s against %s: %s (stale fixture? make golden)", files[k][0],
+               files[k][1], why);
+    }
+    test_end();
+
+    test_begin("train: the kohya file holds every trained module's down, up and alpha (lora.alpha)");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/lora.safetensors", scratch_path("straight-out"));
+    st_file *peft = st_open(path);
+    snprintf(path, sizeof path, "%s/lora_kohya.safetensors", scratch_path("straight-out"));
+    st_file *kohya = st_open(path);
+    CHECK(peft && kohya, "%s", err_msg());
+    int modules = 0;
+    for (int i = 0; i < st_count(peft); i++) {
+        char module[512], name[512], key[600];
+        const char *peft_name = st_entry_at(peft, i)->name;
+        size_t len = strlen(peft_name), suffix = strlen(LORA_PEFT_DOWN);
+        if (len <= suffix || strcmp(peft_name + len - suffix, LORA_PEFT_DOWN) != 0) continue;
+        snprintf(module, sizeof module, "%.*s", (int)(len - suffix), peft_name);
+        modules++;
+        EXPECT(lora_kohya_name(module, name, sizeof name), "%s: no kohya name", module);
+        const char *parts[] = {LORA_KOHYA_DOWN, LORA_KOHYA_UP};
+        for (int p = 0; p < 2; p++) {
+            snprintf(key, sizeof key, "%s%s", name, parts[p]);
+            EXPECT(st_find(kohya, key), "%s is missing", key);
+        }
+        snprintf(key, sizeof key, "%s%s", name, LORA_KOHYA_ALPHA);
+        tensor *alpha = st_find(kohya, key) ? st_load(kohya, key, DT_F32, DEV_CPU) : NULL;
+        float value = NAN;
+        if (alpha) tensor_copy_to_f32(alpha, &value, 1);
+        EXPECT(value == 2.0f, "%s: %g, want lora.alpha = 2", key, value);
+        tensor_free(alpha);
+    }
+    EXPECT(modules > 0 && st_count(kohya) == 3 * modules, "%d kohya tensors for %d modules", st_count(kohya), modules);
+    st_close(peft), st_close(kohya);
+    test_end();
+}
+
 void suite_train(void) {
     test_resume();
+    test_adapter_files();
     ref = st_open(repo_path("tests/fixtures/train/train.safetensors"));
     CHECK(ref, "%s", err_msg());
     CHECK(st_meta(ref, "format_version") && strcmp(st_meta(ref, "format_version"), "1") == 0,

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes LoRA adapter files in the layouts users have, and diffusers' outputs with them.
 
-usage: lora.py MODELS_DIR OUT_DIR   (make golden: tests/fixtures/models tests/fixtures/lora)
+usage: lora.py MODELS_DIR OUT_DIR TRAINED_DIR
+  (make golden: tests/fixtures/models tests/fixtures/lora build/lora-trained/out)
 
 Adapters for the tiny SD model of MODELS_DIR/tiny-sd (tools/golden/models.py), with
 random down/up matrices (up is never zero, so every adapter changes the outputs):
@@ -28,6 +29,11 @@ random down/up matrices (up is never zero, so every adapter changes the outputs)
                           safetensors (base_model.model.<module>.lora_A.weight) and
                           adapter_config.json (lora_alpha 6 with r 4, one alpha_pattern
                           entry, 1x1-conv proj_in/proj_out).
+  trained.safetensors, trained_kohya.safetensors
+                          copies of the two files our trainer wrote in TRAINED_DIR (make
+                          golden runs tests/fixtures/lora/trained.yaml first): the check
+                          that diffusers loads what we save, every module with its
+                          alpha (kohya) or alpha/rank folded into lora_B (PEFT layout).
   lora-outputs.safetensors  the inputs and, for each case, the UNet output and the text
                           encoder's last_hidden_state with the adapters applied, computed
                           in float64 (models.py's tricks: exact timestep embedding, no
@@ -36,7 +42,9 @@ random down/up matrices (up is never zero, so every adapter changes the outputs)
 Cases (the multiplier goes through pipe.set_adapters(names, weights), which sets every
 adapted layer's scaling to weight * lora_alpha / r in the UNet and the text encoder):
   peft 0.8, kohya 0.7, old 1.3, attn_procs 0.6 (UNet only), stacked = peft 0.8 +
-  kohya 0.5, peft_unet 0.9 (loaded with peft.PeftModel.from_pretrained; UNet only).
+  kohya 0.5, peft_unet 0.9 (loaded with peft.PeftModel.from_pretrained; UNet only),
+  trained_peft 1, trained_kohya 1 (our trainer's files, which must change the outputs
+  by at least 1%, or the comparison would not show that they were applied).
 
 How diffusers 0.30 scales what it loads (checked here for every module, or the script
 stops): a file without alphas gets lora_alpha = the most common rank of its component
@@ -49,6 +57,7 @@ The output is the same bytes on every run.
 import copy
 import json
 import pathlib
+import shutil
 import sys
 
 import torch
@@ -76,7 +85,10 @@ CASES = {
     "old": [("old", 1.3)],
     "attn_procs": [("attn_procs", 0.6)],
     "stacked": [("peft", 0.8), ("kohya", 0.5)],
+    "trained_peft": [("trained_peft", 1.0)],
+    "trained_kohya": [("trained_kohya", 1.0)],
 }
+TRAINED_MIN_CHANGE = 0.01
 PEFT_UNET_MULTIPLIER = 0.9
 
 
@@ -255,6 +267,33 @@ def write_peft_unet(folder, unet, gen):
     return {"unet": {m: (d, u, 2.0 if m == special else 6.0) for m, (d, u) in tensors.items()}}
 
 
+def read_trained(trained_dir, out):
+    """Copies our trainer's two files into out and returns {case: {component: {module:
+    (down, up, alpha)}}} from them; the kohya file must hold down, up and alpha for
+    exactly the PEFT file's modules."""
+    peft_file, kohya_file = out / "trained.safetensors", out / "trained_kohya.safetensors"
+    shutil.copyfile(trained_dir / "lora.safetensors", peft_file)
+    shutil.copyfile(trained_dir / "lora_kohya.safetensors", kohya_file)
+    peft_state, kohya_state = load_file(peft_file), load_file(kohya_file)
+    from_peft, from_kohya, expected_keys = {}, {}, set()
+    for key in peft_state:
+        if not key.endswith(".lora_A.weight"):
+            continue
+        comp, module = key[:-len(".lora_A.weight")].split(".", 1)
+        down, up = peft_state[key], peft_state[key.replace("lora_A", "lora_B")]
+        from_peft.setdefault(comp, {})[module] = (down, up, None)
+        k = kohya_key(comp, module)
+        expected_keys |= {f"{k}.lora_down.weight", f"{k}.lora_up.weight", f"{k}.alpha"}
+        from_kohya.setdefault(comp, {})[module] = (kohya_state[f"{k}.lora_down.weight"],
+                                                   kohya_state[f"{k}.lora_up.weight"],
+                                                   float(kohya_state[f"{k}.alpha"]))
+    if set(kohya_state) != expected_keys:
+        sys.exit(f"lora.py: {kohya_file}: keys differ from the PEFT file's modules: "
+                 f"{sorted(set(kohya_state) ^ expected_keys)[:10]}")
+    return {"trained_peft": from_peft, "trained_kohya": from_kohya}, {"trained_peft": peft_file,
+                                                                         "trained_kohya": kohya_file}
+
+
 # --- diffusers with the adapters, in float64 -------------------------------------------------
 
 def load_models(models_dir):
@@ -325,9 +364,9 @@ def rel(a, b):
 
 
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: lora.py MODELS_DIR OUT_DIR")
-    models_dir, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    if len(sys.argv) != 4:
+        sys.exit("usage: lora.py MODELS_DIR OUT_DIR TRAINED_DIR")
+    models_dir, out, trained_dir = (pathlib.Path(a) for a in sys.argv[1:])
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     diffusers.utils.logging.set_verbosity_error()
@@ -347,6 +386,9 @@ def main():
         "attn_procs": write_attn_procs(files["attn_procs"], unet, gen),
     }
     peft_unet_written = write_peft_unet(out / "peft-unet", copy.deepcopy(unet), gen)
+    trained_written, trained_files = read_trained(trained_dir, out)
+    written.update(trained_written)
+    files.update(trained_files)
 
     reference = load_file(models_dir / "tiny-sd-outputs.safetensors")
     names = ("te.input_ids", "unet.sample", "unet.timestep", "unet.encoder_hidden_states")
@@ -392,8 +434,11 @@ def main():
         if k.startswith("inputs."):
             continue
         part = "unet" if k.endswith(".unet") else "te"
+        change = rel(results[k].double(), base_out[part])
         print(f"lora.py: {k} {list(results[k].shape)} RMS {models.rms(results[k]):.4f}, "
-              f"differs from the base model by {rel(results[k].double(), base_out[part]):.3f} (relative L2)")
+              f"differs from the base model by {change:.3f} (relative L2)")
+        if k.startswith("trained_") and change < TRAINED_MIN_CHANGE:
+            sys.exit(f"lora.py: {k}: the trained adapter changes the output by only {change:.4f}")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"lora.py: wrote {out} ({size} bytes)")
 
