@@ -165,102 +165,99 @@ static train_batch as_train_batch(const batch_data *b) {
 
 static const loss_config protocol_loss = {.snr_gamma = 5.0f, .prior_loss_weight = 1.0f};
 
-// Relative L2 error of all LoRA gradients against the fixture's, as one vector.
-static double grad_error(const trainee *t, const char *which) {
-    double diff = 0, norm = 0;
-    for (int i = 0; i < t->adapters.count; i++) {
-        const train_adapter *a = &t->adapters.items[i];
+// One step 0 on the fixture's batch for `which`: the loss, every LoRA gradient as one
+// vector (down then up per adapter) and the fixture's gradients in the same order.
+typedef struct {
+    float loss;
+    float *grads, *want;
+    int64_t n;
+} step0_result;
+
+static step0_result step0(const char *which, bool text_encoder, dtype dt, device dev, bool checkpoint, float dropout) {
+    trainee t;
+    CHECK(trainee_open(&t, which, text_encoder, dt, dev) == 0, "%s", err_msg());
+    t.model.unet.checkpoint = checkpoint;
+    int64_t pshape[4];
+    float *pixels = fixture_nhwc(ref, "pixel_values", pshape);
+    char e[64], z[64], ts[64];
+    snprintf(e, sizeof e, "%s.step0.vae_eps", which);
+    snprintf(z, sizeof z, "%s.step0.noise", which);
+    snprintf(ts, sizeof ts, "%s.step0.timesteps", which);
+    batch_data b;
+    batch_load(&b, &t, pixels, pshape, e, z, ts, -1);
+    train_batch tb = as_train_batch(&b);
+    train_adapters_set_dropout(&t.adapters, dropout, 1234, 0);
+    loss_parts parts;
+    tensor *loss = dreambooth_loss(&t.model, &t.schedule, &tb, &protocol_loss, &parts);
+    autograd_backward(loss, NULL);
+    step0_result r = {.loss = parts.loss};
+    for (int i = 0; i < t.adapters.count; i++)
+        r.n += tensor_numel(t.adapters.items[i].lora->down) + tensor_numel(t.adapters.items[i].lora->up);
+    r.grads = xcalloc((size_t)r.n, sizeof *r.grads);
+    r.want = xcalloc((size_t)r.n, sizeof *r.want);
+    int64_t at = 0;
+    for (int i = 0; i < t.adapters.count; i++)
         for (int k = 0; k < 2; k++) {
+            const train_adapter *a = &t.adapters.items[i];
+            tensor *w = k ? a->lora->up : a->lora->down, *g = tensor_grad(w);
+            int64_t count = tensor_numel(w), n;
+            if (g) tensor_copy_to_f32(g, r.grads + at, (size_t)count);
             char name[512];
             snprintf(name, sizeof name, "%s.step0.grad.%s.lora_%s.weight", which, a->module, k ? "B" : "A");
-            int64_t n;
             float *want = fixture_floats(ref, name, &n);
-            tensor *g = tensor_grad(k ? a->lora->up : a->lora->down);
-            float *got = xcalloc((size_t)n, sizeof *got);
-            if (g) tensor_copy_to_f32(g, got, (size_t)n);
-            for (int64_t j = 0; j < n; j++) {
-                diff += ((double)got[j] - want[j]) * ((double)got[j] - want[j]);
-                norm += (double)want[j] * want[j];
-            }
-            free(got), free(want);
+            CHECK(n == count, "%s: %lld values for %lld", name, (long long)n, (long long)count);
+            memcpy(r.want + at, want, (size_t)n * sizeof *want);
+            free(want);
+            at += count;
         }
-    }
-    return sqrt(diff / norm);
+    tensor_free(loss);
+    free(pixels), free(b.latents), free(b.noise);
+    trainee_close(&t);
+    return r;
 }
+
+static void step0_free(step0_result *r) { free(r->grads), free(r->want); }
 
 static void test_step0(const char *which, bool text_encoder, dtype dt, device dev, bool checkpoint) {
     double loss_tol = dt == DT_F32 ? LOSS_TOL : 5e-2, grad_tol = dt == DT_F32 ? GRAD_TOL : 5e-2;
     test_begin("train: %s step 0 on %s (%s%s): loss within %g and LoRA gradients within %g of diffusers + peft",
                which, device_name(dev), dtype_name(dt), checkpoint ? ", gradient checkpointing" : "", loss_tol,
                grad_tol);
-    trainee t;
-    CHECK(trainee_open(&t, which, text_encoder, dt, dev) == 0, "%s", err_msg());
-    t.model.unet.checkpoint = checkpoint;
-    int64_t pshape[4];
-    float *pixels = fixture_nhwc(ref, "pixel_values", pshape);
-    char e[64], z[64], ts[64], l[64];
-    snprintf(e, sizeof e, "%s.step0.vae_eps", which);
-    snprintf(z, sizeof z, "%s.step0.noise", which);
-    snprintf(ts, sizeof ts, "%s.step0.timesteps", which);
+    step0_result r = step0(which, text_encoder, dt, dev, checkpoint, 0);
+    char l[64];
     snprintf(l, sizeof l, "%s.step0.loss", which);
-    batch_data b;
-    batch_load(&b, &t, pixels, pshape, e, z, ts, -1);
-    train_batch tb = as_train_batch(&b);
-    loss_parts parts;
-    tensor *loss = dreambooth_loss(&t.model, &t.schedule, &tb, &protocol_loss, &parts);
-    autograd_backward(loss, NULL);
     int64_t n;
     float *want = fixture_floats(ref, l, &n);
-    double rel = fabs(parts.loss - want[0]) / fabs(want[0]);
-    EXPECT(rel <= loss_tol, "loss %.8g, diffusers %.8g (relative %.3g)", parts.loss, want[0], rel);
-    double gerr = grad_error(&t, which);
+    double rel = fabs(r.loss - want[0]) / fabs(want[0]);
+    EXPECT(rel <= loss_tol, "loss %.8g, diffusers %.8g (relative %.3g)", r.loss, want[0], rel);
+    double gerr = rel_error(r.grads, r.want, r.n);
     EXPECT(gerr <= grad_tol, "LoRA gradients: relative error %.3g", gerr);
-    free(want), free(pixels), free(b.latents), free(b.noise);
-    tensor_free(loss);
-    trainee_close(&t);
+    free(want);
     test_end();
-}
-
-// Every LoRA gradient of one step 0 (eps_te fixture batch) as one vector of *n floats,
-// with dropout p on the adapters' inputs.
-static float *step0_grads(bool checkpoint, float p, int64_t *n_out) {
-    trainee t;
-    CHECK(trainee_open(&t, "eps_te", true, DT_F32, DEV_CPU) == 0, "%s", err_msg());
-    t.model.unet.checkpoint = checkpoint;
-    int64_t pshape[4];
-    float *pixels = fixture_nhwc(ref, "pixel_values", pshape);
-    batch_data b;
-    batch_load(&b, &t, pixels, pshape, "eps_te.step0.vae_eps", "eps_te.step0.noise", "eps_te.step0.timesteps", -1);
-    train_batch tb = as_train_batch(&b);
-    train_adapters_set_dropout(&t.adapters, p, 1234, 0);
-    tensor *loss = dreambooth_loss(&t.model, &t.schedule, &tb, &protocol_loss, NULL);
-    autograd_backward(loss, NULL);
-    int64_t n = 0;
-    for (int i = 0; i < t.adapters.count; i++)
-        n += tensor_numel(t.adapters.items[i].lora->down) + tensor_numel(t.adapters.items[i].lora->up);
-    float *out = xcalloc((size_t)n, sizeof *out), *at = out;
-    for (int i = 0; i < t.adapters.count; i++)
-        for (int k = 0; k < 2; k++) {
-            tensor *w = k ? t.adapters.items[i].lora->up : t.adapters.items[i].lora->down, *g = tensor_grad(w);
-            if (g) tensor_copy_to_f32(g, at, (size_t)tensor_numel(w));
-            at += tensor_numel(w);
-        }
-    *n_out = n;
-    tensor_free(loss);
-    free(pixels), free(b.latents), free(b.noise);
-    trainee_close(&t);
-    return out;
+    if (dev != DEV_CPU) {
+        // The bound for the backends against each other: 1e-5 in f32.
+        double tol = dt == DT_F32 ? 1e-5 : 5e-2;
+        test_begin("train: %s step 0 on %s (%s): loss and LoRA gradients within %g of the CPU step", which,
+                   device_name(dev), dtype_name(dt), tol);
+        step0_result cpu = step0(which, text_encoder, DT_F32, DEV_CPU, checkpoint, 0);
+        double lerr = fabs(r.loss - cpu.loss) / fabs(cpu.loss), cerr = rel_error(r.grads, cpu.grads, r.n);
+        EXPECT(lerr <= tol, "loss %.8g, cpu %.8g (relative %.3g)", r.loss, cpu.loss, lerr);
+        EXPECT(cerr <= tol, "LoRA gradients: relative error %.3g against the cpu", cerr);
+        step0_free(&cpu);
+        test_end();
+    }
+    step0_free(&r);
 }
 
 static void test_dropout(void) {
     test_begin("train: LoRA dropout masks repeat in the checkpoint recompute (same gradients) and change the gradients");
-    int64_t n;
-    float *plain = step0_grads(false, 0.5f, &n), *recomputed = step0_grads(true, 0.5f, &n);
-    float *none = step0_grads(false, 0, &n);
-    double same = rel_error(recomputed, plain, n), apart = rel_error(none, plain, n);
+    step0_result plain = step0("eps_te", true, DT_F32, DEV_CPU, false, 0.5f);
+    step0_result recomputed = step0("eps_te", true, DT_F32, DEV_CPU, true, 0.5f);
+    step0_result none = step0("eps_te", true, DT_F32, DEV_CPU, false, 0);
+    double same = rel_error(recomputed.grads, plain.grads, plain.n), apart = rel_error(none.grads, plain.grads, plain.n);
     EXPECT(same <= 1e-6, "checkpointing changed the dropout gradients: relative %.3g", same);
     EXPECT(apart >= 0.05, "dropout 0.5 left the gradients almost unchanged: relative %.3g", apart);
-    free(plain), free(recomputed), free(none);
+    step0_free(&plain), step0_free(&recomputed), step0_free(&none);
     test_end();
 }
 
