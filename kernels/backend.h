@@ -147,12 +147,24 @@ const backend *backend_for(device dev);
 // and a GPU answers.
 bool backend_available(device dev);
 extern const backend cpu_backend;
+
+// The CUDA backends' block cache (kernels/cuda/memory.cu): bytes of live blocks now
+// and at most, bytes of freed blocks kept for reuse, and how many blocks were
+// actually asked of the device.
+typedef struct {
+    size_t in_use, peak_in_use, cached;
+    uint64_t device_allocs;
+} device_memory_stats;
 #ifdef SDFT_HAVE_EMU
 extern const backend emu_backend;
+void emu_memory_stats(device_memory_stats *out);
+void emu_release_cached(void);  // frees the cached blocks and restarts the peak
 #endif
 #ifdef SDFT_HAVE_CUDA
 extern const backend cuda_backend;
 int cuda_device_count(void);
+void cuda_memory_stats(device_memory_stats *out);
+void cuda_release_cached(void);
 #endif
 
 // conv2d geometry, in this order, for geom[9].

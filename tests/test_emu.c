@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kernels/backend.h"
 #include "kernels/emu/emu.h"
 
 // Runs death case i in a child with stderr captured; the child must stop with a
@@ -42,7 +43,51 @@ static void expect_death(int i) {
     test_end();
 }
 
+// The CUDA backend's block cache (kernels/cuda/memory.cu), on the emulated device.
+static void block_cache(void) {
+    test_begin("emu/block cache: a freed block is reused for its size, refilled with garbage");
+    emu_release_cached();
+    device_memory_stats s0, s1, s2;
+    emu_memory_stats(&s0);
+    enum { N = 1000 };
+    float ones[N], back[N];
+    for (int i = 0; i < N; i++) ones[i] = 1.0f;
+    tensor *a = tensor_from_f32(DT_F32, DEV_CUDA_EMU, SHAPE(N), ones);
+    void *block = tensor_data(a);
+    tensor_free(a);
+    emu_memory_stats(&s1);
+    tensor *b = tensor_new(DT_F32, DEV_CUDA_EMU, SHAPE(N));
+    EXPECT(tensor_data(b) == block, "a block of the same size was not reused");
+    tensor_copy_to_f32(b, back, N);
+    EXPECT(memcmp(back, ones, sizeof back) != 0, "the reused block still holds the freed tensor's values");
+    tensor *c = tensor_new(DT_F32, DEV_CUDA_EMU, SHAPE(N + 1));
+    EXPECT(tensor_data(c) != block, "two live tensors share a block");
+    emu_memory_stats(&s2);
+    EXPECT(s2.device_allocs == s1.device_allocs + 1, "%llu device allocations for two tensors, want 1 (one reused)",
+           (unsigned long long)(s2.device_allocs - s1.device_allocs));
+    EXPECT(s2.in_use == s0.in_use + (2 * N + 1) * sizeof(float), "in use %zu, was %zu", s2.in_use, s0.in_use);
+    tensor_free(b), tensor_free(c);
+    emu_memory_stats(&s2);
+    EXPECT(s2.in_use == s0.in_use && s2.cached >= (2 * N + 1) * sizeof(float), "after freeing: in use %zu, cached %zu",
+           s2.in_use, s2.cached);
+    test_end();
+
+    test_begin("emu/block cache: out of device memory, the cached blocks are returned and the allocation retried");
+    enum { BIG = 1 << 20 };
+    tensor *held = tensor_new(DT_F32, DEV_CUDA_EMU, SHAPE(BIG));
+    tensor_free(held);  // now cached: the device has one BIG block allocated
+    emu_set_memory_limit(emu_allocated_bytes() + BIG * sizeof(float) / 2);
+    tensor *other = tensor_new(DT_F32, DEV_CUDA_EMU, SHAPE(BIG - 1));  // fits only without the cached one
+    emu_memory_stats(&s1);
+    EXPECT(s1.cached == 0, "%zu bytes still cached", s1.cached);
+    tensor_free(other);
+    emu_set_memory_limit(0);
+    emu_release_cached();
+    test_end();
+}
+
 void suite_emu(void) {
+    block_cache();
     test_begin("emu/self-test kernels in thread and reversed order");
     int failures = emu_selftest_run();
     EXPECT(failures == 0, "%d self-test checks failed", failures);

@@ -11,6 +11,8 @@ void *CUDA_FN(alloc)(size_t nbytes);
 void CUDA_FN(free)(void *p);
 void CUDA_FN(upload)(void *dst, const void *src, size_t nbytes);
 void CUDA_FN(download)(void *dst, const void *src, size_t nbytes);
+void CUDA_FN(memory_stats)(device_memory_stats *out);
+void CUDA_FN(release_cached)(void);
 
 // copy.cu
 void CUDA_FN(copy)(tensor *out, const tensor *in);

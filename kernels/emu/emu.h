@@ -2,6 +2,7 @@
 // self-test (kernels/emu/emu_selftest.cpp), for the C test harness.
 #pragma once
 #include <stdbool.h>
+#include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -13,6 +14,11 @@ extern "C" {
 // whichever way the data flows (docs/emulation.md).
 void emu_set_reverse_order(bool reverse);
 bool emu_reverse_order(void);
+
+// The emulated device's memory: a limit past which cudaMalloc fails with
+// cudaErrorMemoryAllocation, as a full GPU does (0: none), and the bytes allocated.
+void emu_set_memory_limit(size_t bytes);
+size_t emu_allocated_bytes(void);
 
 // The self-test: every emulated feature against a plain host computation. Prints
 // each failed check and returns how many failed.

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "kernels/emu/cuda_emu.h"
+#include "kernels/emu/emu.h"
 #include "kernels/emu/emu_internal.h"
 
 struct CUstream_st {};
@@ -22,6 +23,7 @@ namespace {
 
 std::mutex allocations_lock;
 std::map<const char *, size_t> allocations;  // start -> bytes
+size_t allocated_bytes, memory_limit;        // limit 0: none (emu_set_memory_limit)
 
 std::atomic<size_t> opt_in{0};
 
@@ -57,6 +59,16 @@ cudaError_t check_copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
 
 }  // namespace
 
+extern "C" void emu_set_memory_limit(size_t bytes) {
+    std::lock_guard<std::mutex> hold(allocations_lock);
+    memory_limit = bytes;
+}
+
+extern "C" size_t emu_allocated_bytes(void) {
+    std::lock_guard<std::mutex> hold(allocations_lock);
+    return allocated_bytes;
+}
+
 namespace emu {
 size_t dynamic_shared_opt_in(void) { return opt_in.load(); }
 
@@ -76,11 +88,13 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes) {
     if (!ptr) return fail(cudaErrorInvalidValue);
     *ptr = nullptr;
     if (bytes == 0) return cudaSuccess;
+    std::lock_guard<std::mutex> hold(allocations_lock);
+    if (memory_limit && allocated_bytes + bytes > memory_limit) return fail(cudaErrorMemoryAllocation);
     void *p = nullptr;
     if (posix_memalign(&p, 256, bytes) != 0) return fail(cudaErrorMemoryAllocation);
     emu::fill_garbage_pattern(p, bytes);
-    std::lock_guard<std::mutex> hold(allocations_lock);
     allocations[static_cast<const char *>(p)] = bytes;
+    allocated_bytes += bytes;
     *ptr = p;
     return cudaSuccess;
 }
@@ -89,8 +103,10 @@ cudaError_t cudaFree(void *ptr) {
     if (!ptr) return cudaSuccess;
     {
         std::lock_guard<std::mutex> hold(allocations_lock);
-        if (allocations.erase(static_cast<const char *>(ptr)) == 0)
-            return fail(cudaErrorInvalidValue);
+        auto it = allocations.find(static_cast<const char *>(ptr));
+        if (it == allocations.end()) return fail(cudaErrorInvalidValue);
+        allocated_bytes -= it->second;
+        allocations.erase(it);
     }
     free(ptr);
     return cudaSuccess;

@@ -17,6 +17,10 @@ static int run_scale(tensor **outs, tensor *const *in, const op_params *p) {
     outs[0] = op_scale(in[0], param_float(p, "s", 1.0f));
     return 1;
 }
+static int run_dropout(tensor **outs, tensor *const *in, const op_params *p) {
+    outs[0] = op_dropout(in[0], param_float(p, "p", 0.5f), (uint64_t)param_int(p, "seed", 1), 0);
+    return 1;
+}
 static int axis_param(const op_params *p) {
     return param_int(p, "all", 0) ? ALL_AXES : (int)param_int(p, "axis", 0);
 }
@@ -42,6 +46,9 @@ const op_spec elementwise_specs[] = {
     {"sub", "a:f b:f", run_sub, {BROADCAST_CASES}},
     {"mul", "a:f b:f", run_mul, {BROADCAST_CASES}},
     {"scale", "x:f", run_scale, {"x=2x5x7x3 | s=0.18215", "x=9 | s=-2"}},
+    // No PyTorch golden: its generator is not our Philox stream. The mask itself is
+    // checked against core/rng.h in suite rng; here the backends and the gradient.
+    {"dropout", "x:f", run_dropout, {"x=2x5x7x3 | p=0.3 seed=7 golden=0", "x=4x6:b | p=0.5 seed=9 golden=0"}},
     // The last two are long enough for the cuda sum_reduce to split into chunks: column
     // sums (the bias-gradient pattern) and one sum of everything.
     {"sum", "x:f", run_sum,
