@@ -27,9 +27,13 @@
 // when the channel counts allow, else element by element (Cin = 3 or 4).
 //
 // When the output has fewer tiles than the GPU has SMs, K is split over blocks
-// (gridDim.z) whose partial sums meet by fp32 atomicAdd in an f32 accumulator (the
-// output itself in f32, a scratch copy rounded at the end in bf16): the weight
-// gradient's K is every pixel of the batch, and small images give few output tiles.
+// (gridDim.z): the weight gradient's K is every pixel of the batch, and small images
+// give few output tiles. Block z stores its partial sums in slice z of an f32 buffer
+// and one more kernel adds the slices in a fixed order (plus the bias) and rounds,
+// rather than meeting by atomicAdd: the order of float additions then does not
+// depend on which block finished first, so a training step gives the same bits on
+// every run (resume stays exact on a GPU too). The bias gradient's row slices meet the
+// same way.
 #include <type_traits>
 
 #include "kernels/cuda/kernels.cuh"
@@ -237,15 +241,16 @@ using wgrad_gemm =
     gemm_problem<matrix_source<T, V>, false, im2col_source<T, V>, false, matrix_dest>;
 
 // The results: stored (plus the bias) when one block owns the whole K range, else
-// added into the f32 accumulator.
+// stored into the split's slice of the f32 partial sums.
 template <typename T> struct gemm_out {
-    T *out;         // [M rows at dest offsets, N], NULL when accumulating
-    float *acc;     // same layout in f32, or NULL
-    const T *bias;  // [N] or NULL, direct stores only
+    T *out;          // [M rows at dest offsets, N], NULL when K is split
+    float *partial;  // [splits][same layout] in f32, or NULL
+    int64_t slice;   // elements per split in partial
+    const T *bias;   // [N] or NULL, direct stores only
     int N;
     __device__ void put(int64_t row, int n, float v) const {
         if (row < 0 || n >= N) return;
-        if (acc) atomicAdd(acc + row + n, v);
+        if (partial) partial[blockIdx.z * slice + row + n] = v;
         else out[row + n] = from_float<T>(bias ? v + to_float(bias[n]) : v);
     }
 };
@@ -472,7 +477,7 @@ __global__ void __launch_bounds__(GEMM_THREADS, 2)
 
 // An H100/H200 has 132 SMs, and these kernels fit two blocks on each.
 constexpr int SM_COUNT = 132, BLOCKS_PER_SM = 2;
-// Each split keeps at least this many K tiles, so the atomics stay a small cost.
+// Each split keeps at least this many K tiles, so the extra pass stays a small cost.
 constexpr int MIN_TILES_PER_SPLIT = 4;
 
 // K splits for an M x N x K product: none when the output tiles already cover the
@@ -499,73 +504,65 @@ void launch_gemm(const P &p, const gemm_out<T> &out, int M, int N, int K, int sp
     LAUNCH(kernel, grid, GEMM_THREADS, 0, p, out, M, K, k_per_split);
 }
 
-// --- split-K accumulation and the bias gradient -------------------------------------------
+// --- split-K partial sums and the bias gradient ---------------------------------------------
 
-// acc [rows, C] = bias broadcast over the rows.
+// out[i] = bias[i % C] + partial[0][i] + partial[1][i] + ..., in that order.
 template <typename T>
-__global__ void bias_rows_kernel(float *acc, const T *bias /*[C]*/, int64_t n, int C) {
+__global__ void sum_splits_kernel(T *out, const float *partial /*[splits, n]*/, const T *bias /*[C]*/,
+                                  int64_t n, int splits, int C) {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) acc[i] = to_float(bias[i % C]);
+    if (i >= n) return;
+    float sum = bias ? to_float(bias[i % C]) : 0.0f;
+    for (int z = 0; z < splits; z++) sum += partial[z * n + i];
+    out[i] = from_float<T>(sum);
 }
 
-template <typename T> __global__ void round_kernel(T *out, const float *acc, int64_t n) {
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] = from_float<T>(acc[i]);
-}
-
-// The f32 buffer that split-K blocks add into: out itself in f32, else an f32
-// scratch tensor that finish() rounds into out. It starts as the bias (broadcast
-// over out's rows) or zero.
-template <typename T> struct f32_accumulator {
-    float *acc = nullptr;  // NULL until begin(): results are stored directly
+// The f32 slices that split blocks store into, one per split of out's elements,
+// zeroed (a split or a stride phase with an empty K range stores nothing), and their
+// sum into out.
+template <typename T> struct split_sums {
     tensor *scratch = nullptr;
+    float *partial = nullptr;  // NULL until begin(): results are stored directly
     int64_t n = 0;
+    int splits = 0;
 
-    void begin(tensor *out, const tensor *bias) {
+    void begin(const tensor *out, int split_count) {
         n = tensor_numel(out);
-        if constexpr (sizeof(T) == sizeof(float)) {
-            acc = dev_ptr<float>(out);
-        } else {
-            scratch = tensor_new(DT_F32, out->dev, out->ndim, out->shape);
-            acc = dev_ptr<float>(scratch);
-        }
-        float *dst = acc;  // LAUNCH captures by value: locals, not members
-        int64_t count = n;
-        if (bias) {
-            int C = (int)tensor_numel(bias);
-            auto kernel = bias_rows_kernel<T>;
-            LAUNCH(kernel, blocks_for(count, 256), 256, 0, dst, dev_ptr<const T>(bias), count, C);
-        } else {
-            CUDA_CHECK(cudaMemset(dst, 0, (size_t)count * sizeof(float)));
-        }
+        splits = split_count;
+        int64_t total = n * splits;
+        scratch = tensor_new(DT_F32, out->dev, 1, &total);
+        partial = dev_ptr<float>(scratch);
+        CUDA_CHECK(cudaMemset(partial, 0, (size_t)total * sizeof(float)));
     }
-    void finish(tensor *out) {
-        if (!scratch) return;  // f32: the results are already in out
-        const float *src = acc;
+    void finish(tensor *out, const tensor *bias) {
+        if (!scratch) return;
+        const float *src = partial;  // LAUNCH captures by value: locals, not members
         int64_t count = n;
-        auto kernel = round_kernel<T>;
-        LAUNCH(kernel, blocks_for(count, 256), 256, 0, dev_ptr<T>(out), src, count);
+        int z = splits, C = bias ? (int)tensor_numel(bias) : 1;
+        auto kernel = sum_splits_kernel<T>;
+        LAUNCH(kernel, blocks_for(count, 256), 256, 0, dev_ptr<T>(out), src, bias ? dev_ptr<const T>(bias) : nullptr,
+               count, z, C);
         tensor_free(scratch);
     }
 };
 
-// acc[c] += sum over rows [blockIdx.y slice] of dy[:, c]. A block is 32 channels
-// (coalesced along the channels-last rows) by 8 row lanes; the slices meet by atomicAdd.
+// partial[blockIdx.y][c] = sum over rows [blockIdx.y slice] of dy[:, c]. A block is 32
+// channels (coalesced along the channels-last rows) by 8 row lanes.
 template <typename T>
-__global__ void bias_grad_kernel(float *acc /*[C]*/, const T *dy /*[P, C]*/, int64_t P, int C,
+__global__ void bias_grad_kernel(float *partial /*[slices, C]*/, const T *dy /*[P, C]*/, int64_t P, int C,
                                  int64_t rows_per_block) {
-    __shared__ float partial[8][33];
+    __shared__ float lanes[8][33];
     int c = blockIdx.x * 32 + threadIdx.x;
     int64_t p0 = blockIdx.y * rows_per_block;
     int64_t p1 = p0 + rows_per_block < P ? p0 + rows_per_block : P;
     float sum = 0.0f;
     if (c < C)
         for (int64_t p = p0 + threadIdx.y; p < p1; p += 8) sum += to_float(dy[p * C + c]);
-    partial[threadIdx.y][threadIdx.x] = sum;
+    lanes[threadIdx.y][threadIdx.x] = sum;
     __syncthreads();
     if (threadIdx.y == 0 && c < C) {
-        for (int y = 1; y < 8; y++) sum += partial[y][threadIdx.x];
-        atomicAdd(acc + c, sum);
+        for (int y = 1; y < 8; y++) sum += lanes[y][threadIdx.x];
+        partial[blockIdx.y * (int64_t)C + c] = sum;
     }
 }
 
@@ -583,43 +580,45 @@ void conv_forward(tensor *out, const tensor *x, const tensor *w, const tensor *b
     forward_gemm<T, V> p = {{dev_ptr<const T>(x), s}, {dev_ptr<const T>(w), N, K}, {N}};
     int splits = split_count<T>(M, N, K);
     if (splits == 1) {
-        launch_gemm(p, gemm_out<T>{dev_ptr<T>(out), nullptr, dev_ptr<const T>(bias), N}, M, N,
+        launch_gemm(p, gemm_out<T>{dev_ptr<T>(out), nullptr, 0, dev_ptr<const T>(bias), N}, M, N,
                     K, 1);
         return;
     }
-    f32_accumulator<T> acc;
-    acc.begin(out, bias);
-    launch_gemm(p, gemm_out<T>{nullptr, acc.acc, nullptr, N}, M, N, K, splits);
-    acc.finish(out);
+    split_sums<T> sums;
+    sums.begin(out, splits);
+    launch_gemm(p, gemm_out<T>{nullptr, sums.partial, sums.n, nullptr, N}, M, N, K, splits);
+    sums.finish(out, bias);
 }
 
 template <typename T, int V>
 void conv_input_grad(tensor *d_x, const tensor *d_out, const tensor *w, const conv_shape &s) {
-    // Every phase's GEMM; one of them splitting K makes them all accumulate.
-    bool accumulate = false;
+    // Every phase's GEMM; one of them splitting K makes them all store partial sums
+    // (the phases' rows are disjoint: each fills its rows of the first slices).
+    int most_splits = 1;
     for (int rh = 0; rh < s.stride; rh++)
         for (int rw = 0; rw < s.stride; rw++) {
             stride_phase ph = stride_phase_of(s, rh, rw);
             int M = s.N * ph.Hp * ph.Wp, K = ph.nkh * ph.nkw * s.Cout;
-            if (M > 0 && split_count<T>(M, s.Cin, K) > 1) accumulate = true;
+            if (M > 0 && split_count<T>(M, s.Cin, K) > most_splits) most_splits = split_count<T>(M, s.Cin, K);
         }
-    f32_accumulator<T> acc;
-    if (accumulate) acc.begin(d_x, nullptr);
+    const bool accumulate = most_splits > 1;
+    split_sums<T> sums;
+    if (accumulate) sums.begin(d_x, most_splits);
     for (int rh = 0; rh < s.stride; rh++)
         for (int rw = 0; rw < s.stride; rw++) {
             stride_phase ph = stride_phase_of(s, rh, rw);
             int M = s.N * ph.Hp * ph.Wp, K = ph.nkh * ph.nkw * s.Cout;
             // No pixels; or no taps reach them (kernel smaller than the stride): their
-            // gradient is zero, which the accumulator already holds and a direct
+            // gradient is zero, which the zeroed slices already hold and a direct
             // launch over an empty K writes.
             if (M == 0 || (accumulate && K == 0)) continue;
             dgrad_gemm<T, V> p = {{dev_ptr<const T>(d_out), s, ph},
                                   {dev_ptr<const T>(w), s, ph},
                                   {s, ph}};
-            gemm_out<T> out = {accumulate ? nullptr : dev_ptr<T>(d_x), acc.acc, nullptr, s.Cin};
+            gemm_out<T> out = {accumulate ? nullptr : dev_ptr<T>(d_x), sums.partial, sums.n, nullptr, s.Cin};
             launch_gemm(p, out, M, s.Cin, K, accumulate ? split_count<T>(M, s.Cin, K) : 1);
         }
-    acc.finish(d_x);
+    sums.finish(d_x, nullptr);
 }
 
 template <typename T, int V>
@@ -628,13 +627,13 @@ void conv_weight_grad(tensor *d_w, const tensor *d_out, const tensor *x, const c
     wgrad_gemm<T, V> p = {{dev_ptr<const T>(d_out), K, M}, {dev_ptr<const T>(x), s}, {N}};
     int splits = split_count<T>(M, N, K);
     if (splits == 1) {
-        launch_gemm(p, gemm_out<T>{dev_ptr<T>(d_w), nullptr, nullptr, N}, M, N, K, 1);
+        launch_gemm(p, gemm_out<T>{dev_ptr<T>(d_w), nullptr, 0, nullptr, N}, M, N, K, 1);
         return;
     }
-    f32_accumulator<T> acc;
-    acc.begin(d_w, nullptr);
-    launch_gemm(p, gemm_out<T>{nullptr, acc.acc, nullptr, N}, M, N, K, splits);
-    acc.finish(d_w);
+    split_sums<T> sums;
+    sums.begin(d_w, splits);
+    launch_gemm(p, gemm_out<T>{nullptr, sums.partial, sums.n, nullptr, N}, M, N, K, splits);
+    sums.finish(d_w, nullptr);
 }
 
 template <typename T>
@@ -644,12 +643,13 @@ void conv_bias_grad(tensor *d_bias, const tensor *d_out, const conv_shape &s) {
     int64_t slices = (P + 255) / 256;
     if (slices > 1024) slices = 1024;
     int64_t rows_per_block = (P + slices - 1) / slices;
-    f32_accumulator<T> acc;
-    acc.begin(d_bias, nullptr);
+    slices = (P + rows_per_block - 1) / rows_per_block;  // none empty
+    split_sums<T> sums;
+    sums.begin(d_bias, (int)slices);
     auto kernel = bias_grad_kernel<T>;
-    LAUNCH(kernel, dim3(blocks_for(s.Cout, 32), (unsigned)slices), dim3(32, 8), 0, acc.acc,
+    LAUNCH(kernel, dim3(blocks_for(s.Cout, 32), (unsigned)slices), dim3(32, 8), 0, sums.partial,
            dev_ptr<const T>(d_out), P, s.Cout, rows_per_block);
-    acc.finish(d_bias);
+    sums.finish(d_bias, nullptr);
 }
 
 }  // namespace
