@@ -12,6 +12,7 @@
 
 #include "core/check.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/exp.h"
 
 // 1024 query rows of 4096 keys (SD1.5's largest self-attention) make a 16 MB block.
 // Larger blocks mean fewer hand-overs of the cores between OpenMP and OpenBLAS, each
@@ -98,7 +99,7 @@ void cpu_attention_backward(tensor *d_q, tensor *d_k, tensor *d_v, const tensor 
                 for (int64_t r = 0; r < rows; r++) {
                     float *pr = p + r * keys;
                     int64_t seen = keys_seen(i0 + r, Nk, causal);
-                    for (int64_t j = 0; j < seen; j++) pr[j] = expf(pr[j] - lse_head[i0 + r]);
+                    cpu_exp_shifted(pr, pr, seen, lse_head[i0 + r]);
                     for (int64_t j = seen; j < keys; j++) pr[j] = 0.0f;
                 }
                 if (dv)

@@ -1,14 +1,14 @@
 #include <math.h>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/exp.h"
 
 float cpu_softmax_row(float *y, const float *x, int64_t n) {
     // Subtracting the row max keeps exp from overflowing; the result is unchanged.
     float max = x[0];
 #pragma omp simd reduction(max : max)
     for (int64_t j = 1; j < n; j++) max = x[j] > max ? x[j] : max;
-    float sum = 0.0f;
-    for (int64_t j = 0; j < n; j++) sum += y[j] = expf(x[j] - max);
+    float sum = cpu_exp_shifted(y, x, n, max);
     float inv = 1.0f / sum;
 #pragma omp simd
     for (int64_t j = 0; j < n; j++) y[j] *= inv;
