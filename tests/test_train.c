@@ -387,6 +387,15 @@ static void test_resume(void) {
     config_free(&run_config_schema, &b);
     test_end();
 
+    test_begin("train: no validation prompts: the run ends without a grid");
+    rc = read_run_config(&a, "novalidation", 1, 1, (char *[]){"validation.prompts=[]"});
+    if (rc == 0) rc = train_run(&a, &quiet);
+    EXPECT(rc == 0, "%s", err_msg());
+    snprintf(pa, sizeof pa, "%s/validation", scratch_path("novalidation-out"));
+    EXPECT(access(pa, F_OK) != 0, "%s exists", pa);
+    config_free(&run_config_schema, &a);
+    test_end();
+
     test_begin("train: a missing photo folder is a one-line error naming it");
     rc = read_run_config(&a, "nophotos", 2, 1, (char *[]){"data.instance_dir=/nonexistent/photos"});
     if (rc == 0) rc = train_run(&a, &quiet);

@@ -384,6 +384,7 @@ static int load_state(trainer *t, const char *path) {
 
 static int validate(trainer *t) {
     const run_sample_section *v = &t->cfg->validation;
+    if (v->prompts.count == 0) return 0;  // validation off
     render_params rp;
     render_params_default(&rp, &t->p);
     rp.negative_prompt = v->negative_prompt;
