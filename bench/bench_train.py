@@ -222,7 +222,7 @@ lora:
   targets:{targets}
   text_encoder: false  # frozen: prompt embeddings computed once
 train:
-  steps: {WARMUP_STEPS + args.steps + 1}   # one more than run (--stop-after): no final validation render
+  steps: {WARMUP_STEPS + args.steps}
   batch_size: 1
   gradient_accumulation: 1
   learning_rate: {s['learning_rate']}
@@ -244,7 +244,7 @@ prior:
   num_class_images: 1  # present already: nothing is generated
   prior_loss_weight: {s['prior_loss_weight']}
 validation:
-  every: 0
+  prompts: []          # no validation renders
 output:
   dir: {q(os.path.join(work, 'out'))}
   save_every: 0
@@ -335,7 +335,7 @@ def run_case(args, name, side, work, env):
         config = os.path.join(work, "config.yaml")
         with open(config, "w") as f:
             f.write(our_config(args, CASES[name], work))
-        cmd = [args.ours, "--config", config, "--quiet", "--stop-after", str(WARMUP_STEPS + args.steps)]
+        cmd = [args.ours, "--config", config, "--quiet"]
     else:
         cmd = [sys.executable, os.path.abspath(__file__), "--diffusers-worker", "--model", args.model,
                "--tokenizer", args.tokenizer, "--instance-dir", args.instance_dir,
