@@ -90,7 +90,8 @@ ifneq ($(NVCC),)
 ifneq ($(CUDA_SRCS),)
 CFLAGS     += -DSDFT_HAVE_CUDA -I$(CUDA_HOME)/include
 LIB_OBJS   += $(CUDA_SRCS:%.cu=$(BUILD)/cuda/%.o)
-LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas
+LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublasLt
+BENCH_GPU_LIBS := -lcublas  # the reference GEMMs of bench_gpu
 endif
 endif
 
@@ -206,7 +207,7 @@ kernel-coverage:
 	$(MAKE) NVCC= BUILD=build-cov OPT=-O0 EXTRA_CFLAGS=--coverage EXTRA_LDFLAGS=--coverage \
 	  build-cov/run_tests
 	find build-cov -name "*.gcda" -delete
-	build-cov/run_tests rng tensor planted ops > build-cov/kernel-coverage.log
+	build-cov/run_tests rng tensor planted ops emu > build-cov/kernel-coverage.log
 	$(PYTHON) tools/check_kernel_coverage.py build-cov/emu/kernels/cuda
 
 FUZZ_SECONDS ?= 60
@@ -254,7 +255,7 @@ bench-gpu: $(BUILD)/bench_gpu
 	$(BUILD)/bench_gpu
 
 $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(LIB)
-	$(CC) $^ -o $@ $(LDLIBS)
+	$(CC) $^ -o $@ $(LDLIBS) $(BENCH_GPU_LIBS)
 
 # Regenerates tests/fixtures from PyTorch (tools/golden/README.md says how to set it up).
 GOLDEN_PYTHON ?= $(if $(wildcard .venv-golden/bin/python),.venv-golden/bin/python,$(PYTHON))

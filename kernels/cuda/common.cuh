@@ -18,7 +18,7 @@
 #define CUDA_FN(name) emu_##name
 #endif
 #else
-#include <cublas_v2.h>
+#include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <mma.h>
@@ -130,6 +130,3 @@ template <typename T> static inline T *dev_ptr(const tensor *t) {
 static inline unsigned blocks_for(int64_t n, int threads) {
     return (unsigned)((n + threads - 1) / threads);
 }
-
-// The cuBLAS handle of this backend (created on first use).
-cublasHandle_t CUDA_FN(blas_handle)(void);

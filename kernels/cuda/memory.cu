@@ -1,4 +1,4 @@
-// Device memory and the cuBLAS handle.
+// Device memory.
 //
 // Blocks are cached: cudaFree waits for the whole device, and a UNet step allocates
 // and frees hundreds of activations, so a freed block goes to a free list of its size
@@ -116,12 +116,6 @@ void CUDA_FN(upload)(void *dst, const void *src, size_t nbytes) {
 
 void CUDA_FN(download)(void *dst, const void *src, size_t nbytes) {
     CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToHost));
-}
-
-cublasHandle_t CUDA_FN(blas_handle)(void) {
-    static cublasHandle_t handle = nullptr;
-    if (!handle) CUBLAS_CHECK(cublasCreate(&handle));
-    return handle;
 }
 
 #ifndef SDFT_EMU

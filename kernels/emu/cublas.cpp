@@ -1,136 +1,300 @@
-// cuBLAS answered on the host: OpenBLAS's sgemm with cuBLAS's column-major argument
-// rules. 16-bit operands are widened to float first (exact), products accumulate in
-// float as with CUBLAS_COMPUTE_32F, and a 16-bit C is rounded to nearest even at the end.
+// cuBLASLt answered on the host: OpenBLAS's sgemm under cuBLASLt's column-major
+// descriptors. 16-bit operands are widened to float first (exact), products accumulate
+// in float as with CUBLAS_COMPUTE_32F, beta C and the bias are added in float, and a
+// 16-bit D is rounded to nearest even once at the end.
+//
+// The checks are the library's documented ones (descriptor attribute sizes, shapes
+// that agree, in-place D only over C's own layout, type pairs, a bias pointer for the
+// bias epilogue), plus the alignment contract between the heuristic and the matmul,
+// which is what a caller most easily gets wrong: an algorithm chosen for 256-byte
+// aligned buffers may not be run on a view that starts 2 bytes in.
 #include <cblas.h>
+#include <algorithm>
 #include <vector>
 
 #include "kernels/emu/cuda_emu.h"
 
-struct cublasContext {
-    cudaStream_t stream = nullptr;
+struct cublasLtContext {};
+
+struct cublasLtMatmulDescOpaque_t {
+    int32_t transa = CUBLAS_OP_N, transb = CUBLAS_OP_N;
+    uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+    const void *bias = nullptr;
+    int64_t bias_batch_stride = 0;
+};
+
+struct cublasLtMatrixLayoutOpaque_t {
+    cudaDataType type;
+    uint64_t rows, cols;
+    int64_t ld;
+    int32_t batch = 1;
+    int64_t batch_stride = 0;  // elements
+};
+
+struct cublasLtMatmulPreferenceOpaque_t {
+    uint64_t max_workspace = 0;
+    uint32_t alignment[4] = {256, 256, 256, 256};  // A, B, C, D
 };
 
 namespace {
 
-bool is_op(cublasOperation_t op) { return op == CUBLAS_OP_N || op == CUBLAS_OP_T; }
-
-// The checks cuBLAS makes before it computes anything.
-bool valid_gemm(cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
-                int lda, int ldb, int ldc) {
-    int a_rows = transa == CUBLAS_OP_N ? m : k, b_rows = transb == CUBLAS_OP_N ? k : n;
-    return is_op(transa) && is_op(transb) && m >= 0 && n >= 0 && k >= 0 &&
-           lda >= (a_rows > 1 ? a_rows : 1) && ldb >= (b_rows > 1 ? b_rows : 1) &&
-           ldc >= (m > 1 ? m : 1);
-}
+// What an emulated algorithm relies on, kept in cublasLtMatmulAlgo_t's opaque words.
+enum { ALGO_MAGIC, ALGO_ALIGN_A, ALGO_ALIGN_B, ALGO_ALIGN_C, ALGO_ALIGN_D, ALGO_ALIGN_BIAS };
+const uint64_t algo_magic = 0x656d752d6c74616cull;
 
 bool known_type(cudaDataType t) { return t == CUDA_R_32F || t == CUDA_R_16BF || t == CUDA_R_16F; }
+size_t type_size(cudaDataType t) { return t == CUDA_R_32F ? 4 : 2; }
 
-float load(const void *p, cudaDataType t, size_t i) {
+// Copies an attribute of type T out of (buf, size), as the library checks it.
+template <typename T> bool read_attribute(T *out, const void *buf, size_t size) {
+    if (!buf || size != sizeof(T)) return false;
+    memcpy(out, buf, sizeof(T));
+    return true;
+}
+
+// The largest power of two up to 256 that divides every batch's start address.
+uint64_t alignment_of(const void *p, int64_t batch_stride_bytes, int32_t batch) {
+    uint64_t bits = (uint64_t)(uintptr_t)p | (batch > 1 ? (uint64_t)batch_stride_bytes : 0) | 256;
+    return bits & (~bits + 1);
+}
+
+// The library's checks on a problem before it runs or picks anything. A is m x k and
+// B is k x n after their ops, C and D are m x n, and every batch count agrees.
+cublasStatus_t check_problem(const cublasLtMatmulDescOpaque_t *desc,
+                             const cublasLtMatrixLayoutOpaque_t *A,
+                             const cublasLtMatrixLayoutOpaque_t *B,
+                             const cublasLtMatrixLayoutOpaque_t *C,
+                             const cublasLtMatrixLayoutOpaque_t *D) {
+    if (!desc || !A || !B || !C || !D) return CUBLAS_STATUS_INVALID_VALUE;
+    uint64_t m = D->rows, n = D->cols;
+    uint64_t a_m = desc->transa == CUBLAS_OP_N ? A->rows : A->cols;
+    uint64_t k = desc->transa == CUBLAS_OP_N ? A->cols : A->rows;
+    uint64_t b_k = desc->transb == CUBLAS_OP_N ? B->rows : B->cols;
+    uint64_t b_n = desc->transb == CUBLAS_OP_N ? B->cols : B->rows;
+    if (a_m != m || b_k != k || b_n != n || C->rows != m || C->cols != n ||
+        A->batch != D->batch || B->batch != D->batch || C->batch != D->batch)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (desc->epilogue == CUBLASLT_EPILOGUE_BIAS && !desc->bias) return CUBLAS_STATUS_INVALID_VALUE;
+    if (A->type != B->type || C->type != D->type || (D->type != A->type && D->type != CUDA_R_32F))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+float load(const char *p, cudaDataType t, size_t i) {
     switch (t) {
-    case CUDA_R_16BF: return bf16_to_f32(static_cast<const uint16_t *>(p)[i]);
-    case CUDA_R_16F: return f16_to_f32(static_cast<const uint16_t *>(p)[i]);
-    default: return static_cast<const float *>(p)[i];
+    case CUDA_R_16BF: return bf16_to_f32(reinterpret_cast<const uint16_t *>(p)[i]);
+    case CUDA_R_16F: return f16_to_f32(reinterpret_cast<const uint16_t *>(p)[i]);
+    default: return reinterpret_cast<const float *>(p)[i];
     }
 }
 
-void store(void *p, cudaDataType t, size_t i, float v) {
+void store(char *p, cudaDataType t, size_t i, float v) {
     switch (t) {
-    case CUDA_R_16BF: static_cast<uint16_t *>(p)[i] = f32_to_bf16(v); break;
-    case CUDA_R_16F: static_cast<uint16_t *>(p)[i] = f32_to_f16(v); break;
-    default: static_cast<float *>(p)[i] = v; break;
+    case CUDA_R_16BF: reinterpret_cast<uint16_t *>(p)[i] = f32_to_bf16(v); break;
+    case CUDA_R_16F: reinterpret_cast<uint16_t *>(p)[i] = f32_to_f16(v); break;
+    default: reinterpret_cast<float *>(p)[i] = v; break;
     }
 }
 
-// The rows x cols column-major matrix at p (leading dimension ld) as float, in the same
-// layout; only the elements a GEMM reads are touched. f32 needs no copy.
-const float *as_float(std::vector<float> &buf, const void *p, cudaDataType t, int rows, int cols,
-                      int ld) {
-    if (t == CUDA_R_32F) return static_cast<const float *>(p);
-    buf.assign(cols ? (size_t)ld * (cols - 1) + rows : 0, 0.0f);
-    for (int c = 0; c < cols; c++)
-        for (int r = 0; r < rows; r++) buf[(size_t)c * ld + r] = load(p, t, (size_t)c * ld + r);
-    return buf.data();
-}
-
-// One column-major product C = alpha op(A) op(B) + beta C in float; C is m x n. BLAS
-// has cuBLAS's rule that C is not read when beta is 0 (it may hold NaN).
-void gemm_f32(cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
-              float alpha, const float *A, int lda, const float *B, int ldb, float beta,
-              float *C, int ldc) {
-    cblas_sgemm(CblasColMajor, transa == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-                transb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, alpha, A, lda, B,
-                ldb, beta, C, ldc);
+// One batch's stored matrix as a packed column-major float copy (ld = rows).
+void to_float(std::vector<float> &out, const char *p, const cublasLtMatrixLayoutOpaque_t *l) {
+    out.resize(l->rows * l->cols);
+    for (uint64_t c = 0; c < l->cols; c++)
+        for (uint64_t r = 0; r < l->rows; r++)
+            out[c * l->rows + r] = load(p, l->type, c * l->ld + r);
 }
 
 }  // namespace
 
-cublasStatus_t cublasCreate(cublasHandle_t *handle) {
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle) {
     if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
-    *handle = new cublasContext;
+    *handle = new cublasLtContext;
     return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasDestroy(cublasHandle_t handle) {
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     delete handle;
     return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
-    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-    handle->stream = stream;
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComputeType_t compute,
+                                        cudaDataType scale) {
+    if (!desc) return CUBLAS_STATUS_INVALID_VALUE;
+    if (compute != CUBLAS_COMPUTE_32F || scale != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    *desc = new cublasLtMatmulDescOpaque_t;
     return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa,
-                           cublasOperation_t transb, int m, int n, int k, const float *alpha,
-                           const float *A, int lda, const float *B, int ldb, const float *beta,
-                           float *C, int ldc) {
-    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (!valid_gemm(transa, transb, m, n, k, lda, ldb, ldc) || !alpha || !beta)
-        return CUBLAS_STATUS_INVALID_VALUE;
-    if (m && n) gemm_f32(transa, transb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
+    delete desc;
     return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasGemmStridedBatchedEx(
-    cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
-    int k, const void *alpha, const void *A, cudaDataType Atype, int lda, long long strideA,
-    const void *B, cudaDataType Btype, int ldb, long long strideB, const void *beta, void *C,
-    cudaDataType Ctype, int ldc, long long strideC, int batchCount,
-    cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
+                                              cublasLtMatmulDescAttributes_t attr,
+                                              const void *buf, size_t size) {
+    if (!desc) return CUBLAS_STATUS_INVALID_VALUE;
+    bool ok = false;
+    switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+        ok = read_attribute(&desc->transa, buf, size) &&
+             (desc->transa == CUBLAS_OP_N || desc->transa == CUBLAS_OP_T);
+        break;
+    case CUBLASLT_MATMUL_DESC_TRANSB:
+        ok = read_attribute(&desc->transb, buf, size) &&
+             (desc->transb == CUBLAS_OP_N || desc->transb == CUBLAS_OP_T);
+        break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE:
+        ok = read_attribute(&desc->epilogue, buf, size) &&
+             (desc->epilogue == CUBLASLT_EPILOGUE_DEFAULT || desc->epilogue == CUBLASLT_EPILOGUE_BIAS);
+        break;
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: ok = read_attribute(&desc->bias, buf, size); break;
+    case CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE:
+        ok = read_attribute(&desc->bias_batch_stride, buf, size);
+        break;
+    }
+    return ok ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+}
+
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDataType type,
+                                          uint64_t rows, uint64_t cols, int64_t ld) {
+    if (!layout || ld < (int64_t)(rows > 1 ? rows : 1)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (!known_type(type)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    *layout = new cublasLtMatrixLayoutOpaque_t{type, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
+    delete layout;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t layout,
+                                                cublasLtMatrixLayoutAttribute_t attr,
+                                                const void *buf, size_t size) {
+    if (!layout) return CUBLAS_STATUS_INVALID_VALUE;
+    bool ok = false;
+    switch (attr) {
+    case CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT:
+        ok = read_attribute(&layout->batch, buf, size) && layout->batch >= 1;
+        break;
+    case CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET:
+        ok = read_attribute(&layout->batch_stride, buf, size) && layout->batch_stride >= 0;
+        break;
+    }
+    return ok ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+}
+
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref) {
+    if (!pref) return CUBLAS_STATUS_INVALID_VALUE;
+    *pref = new cublasLtMatmulPreferenceOpaque_t;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
+    delete pref;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
+                                                    cublasLtMatmulPreferenceAttributes_t attr,
+                                                    const void *buf, size_t size) {
+    if (!pref) return CUBLAS_STATUS_INVALID_VALUE;
+    switch (attr) {
+    case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES:
+        return read_attribute(&pref->max_workspace, buf, size) ? CUBLAS_STATUS_SUCCESS
+                                                               : CUBLAS_STATUS_INVALID_VALUE;
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES:
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES:
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES:
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES:
+        return read_attribute(&pref->alignment[attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES],
+                              buf, size)
+                   ? CUBLAS_STATUS_SUCCESS
+                   : CUBLAS_STATUS_INVALID_VALUE;
+    }
+    return CUBLAS_STATUS_INVALID_VALUE;
+}
+
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+                                              cublasLtMatrixLayout_t Adesc,
+                                              cublasLtMatrixLayout_t Bdesc,
+                                              cublasLtMatrixLayout_t Cdesc,
+                                              cublasLtMatrixLayout_t Ddesc,
+                                              cublasLtMatmulPreference_t pref, int requested,
+                                              cublasLtMatmulHeuristicResult_t results[],
+                                              int *returned) {
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (!valid_gemm(transa, transb, m, n, k, lda, ldb, ldc) || batchCount < 0 || !alpha || !beta)
+    if (!pref || requested <= 0 || !results || !returned) return CUBLAS_STATUS_INVALID_VALUE;
+    cublasStatus_t st = check_problem(desc, Adesc, Bdesc, Cdesc, Ddesc);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    cublasLtMatmulHeuristicResult_t r = {};
+    r.algo.data[ALGO_MAGIC] = algo_magic;
+    for (int i = 0; i < 4; i++) r.algo.data[ALGO_ALIGN_A + i] = pref->alignment[i];
+    r.algo.data[ALGO_ALIGN_BIAS] = desc->bias ? alignment_of(desc->bias, 0, 1) : 1;
+    r.state = CUBLAS_STATUS_SUCCESS;
+    r.wavesCount = 1.0f;
+    results[0] = r;
+    *returned = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+                              const void *alpha, const void *A, cublasLtMatrixLayout_t Adesc,
+                              const void *B, cublasLtMatrixLayout_t Bdesc, const void *beta,
+                              const void *C, cublasLtMatrixLayout_t Cdesc, void *D,
+                              cublasLtMatrixLayout_t Ddesc, const cublasLtMatmulAlgo_t *algo,
+                              void *workspace, size_t workspace_size, cudaStream_t stream) {
+    (void)workspace, (void)workspace_size, (void)stream;  // the host needs neither; runs at once
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!alpha || !beta || !algo || algo->data[ALGO_MAGIC] != algo_magic)
         return CUBLAS_STATUS_INVALID_VALUE;
-    // cuBLAS pairs A and B of one type with C of that type or f32.
-    if (computeType != CUBLAS_COMPUTE_32F || algo != CUBLAS_GEMM_DEFAULT || !known_type(Atype) ||
-        Atype != Btype || (Ctype != Atype && Ctype != CUDA_R_32F))
+    cublasStatus_t st = check_problem(desc, Adesc, Bdesc, Cdesc, Ddesc);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    // In place only over the same layout (the library's rule for C == D).
+    if (C == D && (Cdesc->ld != Ddesc->ld || Cdesc->batch_stride != Ddesc->batch_stride))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const cublasLtMatrixLayoutOpaque_t *layouts[4] = {Adesc, Bdesc, Cdesc, Ddesc};
+    const void *buffers[4] = {A, B, C, D};
+    for (int i = 0; i < 4; i++)
+        if (alignment_of(buffers[i], layouts[i]->batch_stride * (int64_t)type_size(layouts[i]->type),
+                         layouts[i]->batch) < algo->data[ALGO_ALIGN_A + i])
+            return CUBLAS_STATUS_NOT_SUPPORTED;
+    bool with_bias = desc->epilogue == CUBLASLT_EPILOGUE_BIAS;
+    if (with_bias &&
+        alignment_of(desc->bias, desc->bias_batch_stride * (int64_t)type_size(Ddesc->type),
+                     Ddesc->batch) < algo->data[ALGO_ALIGN_BIAS])
         return CUBLAS_STATUS_NOT_SUPPORTED;
+
+    int m = (int)Ddesc->rows, n = (int)Ddesc->cols;
+    int k = (int)(desc->transa == CUBLAS_OP_N ? Adesc->cols : Adesc->rows);
     if (!m || !n) return CUBLAS_STATUS_SUCCESS;
     float a = *static_cast<const float *>(alpha), b = *static_cast<const float *>(beta);
-    int a_rows = transa == CUBLAS_OP_N ? m : k, a_cols = transa == CUBLAS_OP_N ? k : m;
-    int b_rows = transb == CUBLAS_OP_N ? k : n, b_cols = transb == CUBLAS_OP_N ? n : k;
-    size_t a_elem = Atype == CUDA_R_32F ? 4 : 2, c_elem = Ctype == CUDA_R_32F ? 4 : 2;
-    std::vector<float> a_buf, b_buf, c_buf;
-    for (int batch = 0; batch < batchCount; batch++) {
-        const char *Ab = static_cast<const char *>(A) + batch * strideA * (long long)a_elem;
-        const char *Bb = static_cast<const char *>(B) + batch * strideB * (long long)a_elem;
-        char *Cb = static_cast<char *>(C) + batch * strideC * (long long)c_elem;
-        const float *Af = as_float(a_buf, Ab, Atype, a_rows, a_cols, lda);
-        const float *Bf = as_float(b_buf, Bb, Btype, b_rows, b_cols, ldb);
-        if (Ctype == CUDA_R_32F) {
-            gemm_f32(transa, transb, m, n, k, a, Af, lda, Bf, ldb, b, reinterpret_cast<float *>(Cb), ldc);
-            continue;
-        }
-        // Read C only when beta needs it; write back only the m x n elements.
-        if (b != 0.0f)
-            as_float(c_buf, Cb, Ctype, m, n, ldc);
-        else
-            c_buf.assign((size_t)ldc * (n - 1) + m, 0.0f);
-        gemm_f32(transa, transb, m, n, k, a, Af, lda, Bf, ldb, b, c_buf.data(), ldc);
-        for (int c = 0; c < n; c++)
-            for (int r = 0; r < m; r++)
-                store(Cb, Ctype, (size_t)c * ldc + r, c_buf[(size_t)c * ldc + r]);
+    std::vector<float> af, bf, product((size_t)m * n);
+    for (int batch = 0; batch < Ddesc->batch; batch++) {
+        auto at = [batch](const void *p, const cublasLtMatrixLayoutOpaque_t *l) {
+            return static_cast<const char *>(p) + batch * l->batch_stride * (int64_t)type_size(l->type);
+        };
+        to_float(af, at(A, Adesc), Adesc);
+        to_float(bf, at(B, Bdesc), Bdesc);
+        cblas_sgemm(CblasColMajor, desc->transa == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                    desc->transb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, a,
+                    af.data(), (int)std::max<uint64_t>(Adesc->rows, 1), bf.data(),
+                    (int)std::max<uint64_t>(Bdesc->rows, 1), 0.0f,
+                    product.data(), m);
+        const char *Cb = at(C, Cdesc), *bias = nullptr;
+        if (with_bias)
+            bias = static_cast<const char *>(desc->bias) +
+                   batch * desc->bias_batch_stride * (int64_t)type_size(Ddesc->type);
+        char *Db = const_cast<char *>(at(D, Ddesc));
+        for (int col = 0; col < n; col++)
+            for (int row = 0; row < m; row++) {
+                float v = product[(size_t)col * m + row];
+                if (b != 0.0f) v += b * load(Cb, Cdesc->type, (size_t)col * Cdesc->ld + row);
+                if (bias) v += load(bias, Ddesc->type, row);
+                store(Db, Ddesc->type, (size_t)col * Ddesc->ld + row, v);
+            }
     }
     return CUBLAS_STATUS_SUCCESS;
 }

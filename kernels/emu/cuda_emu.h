@@ -35,9 +35,9 @@
 //   printf       as on the host
 // Host side: cudaMalloc cudaFree cudaMemcpy(Async) cudaMemset(Async), streams and
 // events, cudaDeviceSynchronize, cudaGetLastError cudaPeekAtLastError
-// cudaGetErrorString cudaGetDeviceCount cudaFuncSetAttribute; cuBLAS:
-// cublasCreate/Destroy/SetStream, cublasSgemm, cublasGemmStridedBatchedEx (f32, bf16
-// and f16 data, CUBLAS_COMPUTE_32F). Launches and copies are synchronous.
+// cudaGetErrorString cudaGetDeviceCount cudaFuncSetAttribute; cuBLASLt: handles,
+// matmul/layout/preference descriptors, the heuristic and cublasLtMatmul (f32, bf16 and
+// f16 data, CUBLAS_COMPUTE_32F, bias epilogue). Launches and copies are synchronous.
 //
 // Restrictions a kernel author must know (docs/emulation.md has the reasons):
 //   - __syncthreads must be reached by every thread of the block, at the same call
@@ -412,8 +412,10 @@ inline cudaError_t cudaFuncSetAttribute(Kernel *kernel, cudaFuncAttribute attrib
     return emu::set_function_attribute(attribute, value);
 }
 
-// --- cuBLAS ----------------------------------------------------------------------------------
-typedef struct cublasContext *cublasHandle_t;
+// --- cuBLASLt ----------------------------------------------------------------------------------
+// The subset of cublasLt.h the project uses, with the real header's names, values and
+// attribute types. SetAttribute checks sizeInBytes against the attribute's type, as
+// the library does, so an int32 written where an int64 belongs fails here too.
 typedef enum {
     CUBLAS_STATUS_SUCCESS = 0,
     CUBLAS_STATUS_NOT_INITIALIZED = 1,
@@ -423,23 +425,84 @@ typedef enum {
 typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
 typedef enum cudaDataType_t { CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14 } cudaDataType;
 typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
-typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
 
-cublasStatus_t cublasCreate(cublasHandle_t *handle);
-cublasStatus_t cublasDestroy(cublasHandle_t handle);
-cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream);
-// Column-major, as cuBLAS: C = alpha op(A) op(B) + beta C, C is m x n; beta == 0 means
-// C is not read. alpha and beta are host pointers to float.
-cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa,
-                           cublasOperation_t transb, int m, int n, int k, const float *alpha,
-                           const float *A, int lda, const float *B, int ldb, const float *beta,
-                           float *C, int ldc);
-cublasStatus_t cublasGemmStridedBatchedEx(
-    cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
-    int k, const void *alpha, const void *A, cudaDataType Atype, int lda, long long strideA,
-    const void *B, cudaDataType Btype, int ldb, long long strideB, const void *beta, void *C,
-    cudaDataType Ctype, int ldc, long long strideC, int batchCount,
-    cublasComputeType_t computeType, cublasGemmAlgo_t algo);
+typedef struct cublasLtContext *cublasLtHandle_t;
+typedef struct cublasLtMatmulDescOpaque_t *cublasLtMatmulDesc_t;
+typedef struct cublasLtMatrixLayoutOpaque_t *cublasLtMatrixLayout_t;
+typedef struct cublasLtMatmulPreferenceOpaque_t *cublasLtMatmulPreference_t;
+typedef struct {
+    uint64_t data[8];
+} cublasLtMatmulAlgo_t;
+typedef struct {
+    cublasLtMatmulAlgo_t algo;
+    size_t workspaceSize;
+    cublasStatus_t state;
+    float wavesCount;
+    int reserved[4];
+} cublasLtMatmulHeuristicResult_t;
+
+typedef enum {  // types: int32_t, except BIAS_POINTER (const void *) and BIAS_BATCH_STRIDE (int64_t)
+    CUBLASLT_MATMUL_DESC_TRANSA = 3,
+    CUBLASLT_MATMUL_DESC_TRANSB = 4,
+    CUBLASLT_MATMUL_DESC_EPILOGUE = 7,  // uint32_t
+    CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8,
+    CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE = 10,
+} cublasLtMatmulDescAttributes_t;
+typedef enum { CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4 } cublasLtEpilogue_t;
+typedef enum {  // BATCH_COUNT int32_t, STRIDED_BATCH_OFFSET int64_t (elements)
+    CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT = 5,
+    CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET = 6,
+} cublasLtMatrixLayoutAttribute_t;
+typedef enum {  // MAX_WORKSPACE_BYTES uint64_t, the alignments uint32_t (default 256)
+    CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8,
+} cublasLtMatmulPreferenceAttributes_t;
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle);
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle);
+// Compute type CUBLAS_COMPUTE_32F with scale type CUDA_R_32F only.
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComputeType_t compute,
+                                        cudaDataType scale);
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc);
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
+                                              cublasLtMatmulDescAttributes_t attr,
+                                              const void *buf, size_t sizeInBytes);
+// Column-major rows x cols with leading dimension ld >= rows.
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDataType type,
+                                          uint64_t rows, uint64_t cols, int64_t ld);
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout);
+cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t layout,
+                                                cublasLtMatrixLayoutAttribute_t attr,
+                                                const void *buf, size_t sizeInBytes);
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref);
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref);
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
+                                                    cublasLtMatmulPreferenceAttributes_t attr,
+                                                    const void *buf, size_t sizeInBytes);
+// One algorithm when the problem is valid. Like the library's, it may rely on every
+// buffer being as aligned as the preference says (256 bytes unless told) and on the
+// bias being as aligned as the pointer in the descriptor now; cublasLtMatmul answers
+// CUBLAS_STATUS_NOT_SUPPORTED when a buffer of any batch is less aligned than that.
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+                                              cublasLtMatrixLayout_t Adesc,
+                                              cublasLtMatrixLayout_t Bdesc,
+                                              cublasLtMatrixLayout_t Cdesc,
+                                              cublasLtMatrixLayout_t Ddesc,
+                                              cublasLtMatmulPreference_t pref, int requested,
+                                              cublasLtMatmulHeuristicResult_t results[],
+                                              int *returned);
+// D = alpha op(A) op(B) + beta C (+ bias[row] with CUBLASLT_EPILOGUE_BIAS), per batch;
+// C is not read when beta is 0. A and B of one type (f32, bf16, f16), C and D of one
+// type, that or f32; the bias has D's type. alpha and beta are host floats.
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+                              const void *alpha, const void *A, cublasLtMatrixLayout_t Adesc,
+                              const void *B, cublasLtMatrixLayout_t Bdesc, const void *beta,
+                              const void *C, cublasLtMatrixLayout_t Cdesc, void *D,
+                              cublasLtMatrixLayout_t Ddesc, const cublasLtMatmulAlgo_t *algo,
+                              void *workspace, size_t workspaceSize, cudaStream_t stream);
 
 // --- tensor cores --------------------------------------------------------------------------
 // Each lane holds the whole 16x16 tile (the hardware spreads it over the warp); every

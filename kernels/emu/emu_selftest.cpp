@@ -484,7 +484,7 @@ void check_runtime_api() {
                "streams and events");
 }
 
-// --- cuBLAS ------------------------------------------------------------------------------------
+// --- cuBLASLt ----------------------------------------------------------------------------------
 float round_to(cudaDataType t, float v) {
     return t == CUDA_R_16BF ? bf16_to_f32(f32_to_bf16(v)) : v;
 }
@@ -525,35 +525,93 @@ float from_type(const std::vector<unsigned char> &bytes, cudaDataType t, size_t 
     return bf16_to_f32(h);
 }
 
-// One batched product with padded leading dimensions and strides; beta == 0 runs on C
-// straight from cudaMalloc (garbage, including NaN), which must not be read.
-void check_gemm_case(cudaDataType ab, cudaDataType c_type, bool ta, bool tb, float beta, bool sgemm) {
-    const int m = 5, n = 7, k = 3, batch = sgemm ? 1 : 3;
+// A column-major layout with a batch count and stride (elements).
+cublasLtMatrixLayout_t lt_layout(cudaDataType t, int rows, int cols, int ld, int batch, long long stride) {
+    cublasLtMatrixLayout_t l = nullptr;
+    int32_t count = batch;
+    int64_t offset = stride;
+    SELF_CHECK(cublasLtMatrixLayoutCreate(&l, t, rows, cols, ld) == CUBLAS_STATUS_SUCCESS &&
+                   cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
+                                                    sizeof count) == CUBLAS_STATUS_SUCCESS &&
+                   cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                    &offset, sizeof offset) == CUBLAS_STATUS_SUCCESS,
+               "matrix layout %d x %d", rows, cols);
+    return l;
+}
+
+// A heuristic preference that promises every buffer is aligned to `align` bytes.
+cublasLtMatmulPreference_t lt_preference(uint32_t align) {
+    cublasLtMatmulPreference_t p = nullptr;
+    SELF_CHECK(cublasLtMatmulPreferenceCreate(&p) == CUBLAS_STATUS_SUCCESS, "preference");
+    for (int a = CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES; a <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES; a++)
+        SELF_CHECK(cublasLtMatmulPreferenceSetAttribute(p, (cublasLtMatmulPreferenceAttributes_t)a, &align,
+                                                        sizeof align) == CUBLAS_STATUS_SUCCESS,
+                   "alignment preference");
+    return p;
+}
+
+// The heuristic's algorithm for a problem, then the matmul; returns the matmul's status.
+cublasStatus_t lt_run(cublasLtHandle_t h, cublasLtMatmulDesc_t desc, uint32_t align, const void *A,
+                      cublasLtMatrixLayout_t la, const void *B, cublasLtMatrixLayout_t lb, const void *C,
+                      cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ld, float alpha, float beta) {
+    cublasLtMatmulPreference_t pref = lt_preference(align);
+    cublasLtMatmulHeuristicResult_t result;
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(h, desc, la, lb, lc, ld, pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    SELF_CHECK(found == 1 && result.state == CUBLAS_STATUS_SUCCESS, "heuristic found %d", found);
+    return cublasLtMatmul(h, desc, &alpha, A, la, B, lb, &beta, C, lc, D, ld, &result.algo, nullptr, 0, nullptr);
+}
+
+// One batched cublasLtMatmul with padded leading dimensions and strides, in place
+// (D = C, as the backend runs it) or into a separate D; beta == 0 runs on C straight
+// from cudaMalloc (garbage, including NaN), which must not be read. With a bias,
+// bias[row] is added to every column of every batch.
+void check_gemm_case(cudaDataType ab, cudaDataType c_type, bool ta, bool tb, float beta, bool with_bias,
+                     bool in_place) {
+    const int m = 5, n = 7, k = 3, batch = 3;
     int lda = (ta ? k : m) + 2, ldb = (tb ? n : k) + 1, ldc = m + 3;
     long long sa = (long long)lda * (ta ? m : k) + 5, sb = (long long)ldb * (tb ? k : n) + 3,
               sc = (long long)ldc * n + 4;
-    std::vector<float> A(sa * batch), B(sb * batch), C(sc * batch);
+    std::vector<float> A(sa * batch), B(sb * batch), C(sc * batch), bias(m);
     for (size_t i = 0; i < A.size(); i++) A[i] = round_to(ab, test_value((int)i));
     for (size_t i = 0; i < B.size(); i++) B[i] = round_to(ab, test_value((int)i + 5));
     for (size_t i = 0; i < C.size(); i++) C[i] = round_to(c_type, test_value((int)i + 9));
+    for (int i = 0; i < m; i++) bias[i] = round_to(c_type, test_value(i + 3));
     size_t c_size = c_type == CUDA_R_32F ? 4 : 2;
-    device_array<unsigned char> dA(to_type(A, ab)), dB(to_type(B, ab)), dC(C.size() * c_size);
+    device_array<unsigned char> dA(to_type(A, ab)), dB(to_type(B, ab)), dC(C.size() * c_size),
+        dD(C.size() * c_size), dbias(to_type(bias, c_type));
     if (beta != 0) dC.upload(to_type(C, c_type));
-    std::vector<unsigned char> before = dC.download();
-    float alpha = 1.5f;
-    cublasHandle_t h = CUDA_FN(blas_handle)();
-    cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasStatus_t st =
-        sgemm ? cublasSgemm(h, opa, opb, m, n, k, &alpha, (const float *)dA.ptr, lda,
-                            (const float *)dB.ptr, ldb, &beta, (float *)dC.ptr, ldc)
-              : cublasGemmStridedBatchedEx(h, opa, opb, m, n, k, &alpha, dA.ptr, ab, lda, sa,
-                                           dB.ptr, ab, ldb, sb, &beta, dC.ptr, c_type, ldc, sc,
-                                           batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    SELF_CHECK(st == CUBLAS_STATUS_SUCCESS, "gemm status %d", (int)st);
-    std::vector<unsigned char> got = dC.download();
+    unsigned char *out = in_place ? dC.ptr : dD.ptr;
+    std::vector<unsigned char> before = (in_place ? dC : dD).download();
+
+    cublasLtHandle_t h;
+    cublasLtMatmulDesc_t desc;
+    SELF_CHECK(cublasLtCreate(&h) == CUBLAS_STATUS_SUCCESS &&
+                   cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS,
+               "cuBLASLt handle and descriptor");
+    int32_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    uint32_t epilogue = with_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    const void *bias_ptr = dbias.ptr;
+    SELF_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa) == 0 &&
+                   cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb) == 0 &&
+                   cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                                  sizeof epilogue) == 0 &&
+                   cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr,
+                                                  sizeof bias_ptr) == 0,
+               "descriptor attributes");
+    cublasLtMatrixLayout_t la = lt_layout(ab, ta ? k : m, ta ? m : k, lda, batch, sa),
+                           lb = lt_layout(ab, tb ? n : k, tb ? k : n, ldb, batch, sb),
+                           lc = lt_layout(c_type, m, n, ldc, batch, sc);
+    // The odd batch strides leave later batches aligned to one element only.
+    cublasStatus_t st = lt_run(h, desc, (uint32_t)(ab == CUDA_R_32F ? 4 : 2), dA.ptr, la, dB.ptr, lb,
+                               dC.ptr, lc, out, lc, 1.5f, beta);
+    SELF_CHECK(st == CUBLAS_STATUS_SUCCESS, "cublasLtMatmul status %d", (int)st);
+    std::vector<unsigned char> got = (in_place ? dC : dD).download();
     int wrong = 0, touched = 0;
     for (int b = 0; b < batch; b++) {
-        reference_gemm(ta, tb, m, n, k, alpha, &A[b * sa], lda, &B[b * sb], ldb, beta, &C[b * sc], ldc);
+        reference_gemm(ta, tb, m, n, k, 1.5f, &A[b * sa], lda, &B[b * sb], ldb, beta, &C[b * sc], ldc);
         for (long long i = 0; i < sc; i++) {
             size_t at = b * sc + i;
             bool inside = i % ldc < m && i / ldc < n;
@@ -562,35 +620,64 @@ void check_gemm_case(cudaDataType ab, cudaDataType c_type, bool ta, bool tb, flo
                 touched += memcmp(&got[at * c_size], &before[at * c_size], c_size) != 0;
                 continue;
             }
-            float want = round_to(c_type, C[at]);
+            float want = round_to(c_type, C[at] + (with_bias ? bias[i % ldc] : 0.0f));
             if (!(fabsf(g - want) <= 1e-5f * (1 + fabsf(want))) && wrong++ < 3)
-                printf("  batch %d C(%lld,%lld) = %g, want %g\n", b, i % ldc, i / ldc, g, want);
+                printf("  batch %d D(%lld,%lld) = %g, want %g\n", b, i % ldc, i / ldc, g, want);
         }
     }
     SELF_CHECK(wrong == 0 && touched == 0,
-               "%s %s->%s op(A)=%c op(B)=%c beta %g: %d wrong, %d outside C written",
-               sgemm ? "cublasSgemm" : "cublasGemmStridedBatchedEx", ab == CUDA_R_32F ? "f32" : "bf16",
-               c_type == CUDA_R_32F ? "f32" : "bf16", ta ? 'T' : 'N', tb ? 'T' : 'N', beta, wrong, touched);
+               "cublasLtMatmul %s->%s op(A)=%c op(B)=%c beta %g%s%s: %d wrong, %d outside D written",
+               ab == CUDA_R_32F ? "f32" : "bf16", c_type == CUDA_R_32F ? "f32" : "bf16", ta ? 'T' : 'N',
+               tb ? 'T' : 'N', beta, with_bias ? " bias" : "", in_place ? " in place" : "", wrong, touched);
+    cublasLtMatrixLayoutDestroy(la), cublasLtMatrixLayoutDestroy(lb), cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(desc);
+    cublasLtDestroy(h);
+}
+
+// What cuBLASLt refuses, so that the backend cannot rely on it here and fail on a GPU.
+void check_cublaslt_refusals() {
+    cublasLtHandle_t h;
+    cublasLtMatmulDesc_t desc;
+    SELF_CHECK(cublasLtCreate(&h) == CUBLAS_STATUS_SUCCESS &&
+                   cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS,
+               "cuBLASLt handle and descriptor");
+    int64_t wide = CUBLAS_OP_T;
+    SELF_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &wide, sizeof wide) ==
+                   CUBLAS_STATUS_INVALID_VALUE, "an int64 accepted for the int32 TRANSA");
+    cublasLtMatrixLayout_t l;
+    SELF_CHECK(cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, 4, 4, 3) == CUBLAS_STATUS_INVALID_VALUE,
+               "ld < rows accepted");
+    device_array<float> buf(64);
+    cublasLtMatrixLayout_t f32 = lt_layout(CUDA_R_32F, 4, 4, 4, 1, 0), bf16 = lt_layout(CUDA_R_16BF, 4, 4, 4, 1, 0);
+    SELF_CHECK(lt_run(h, desc, 256, buf.ptr, bf16, buf.ptr, f32, buf.ptr, f32, buf.ptr, f32, 1, 0) ==
+                   CUBLAS_STATUS_NOT_SUPPORTED, "mixed A and B types accepted");
+    // An algorithm chosen for 256-byte alignment, run on a buffer 4 bytes in.
+    SELF_CHECK(lt_run(h, desc, 256, buf.ptr + 1, f32, buf.ptr, f32, buf.ptr, f32, buf.ptr, f32, 1, 0) ==
+                   CUBLAS_STATUS_NOT_SUPPORTED, "a misaligned A run with a 256-byte algorithm");
+    SELF_CHECK(lt_run(h, desc, 4, buf.ptr + 1, f32, buf.ptr + 16, f32, buf.ptr, f32, buf.ptr + 32, f32, 1, 0) ==
+                   CUBLAS_STATUS_SUCCESS, "a 4-byte algorithm refused a 4-byte aligned A");
+    uint32_t bias_epilogue = CUBLASLT_EPILOGUE_BIAS;
+    SELF_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &bias_epilogue,
+                                              sizeof bias_epilogue) == CUBLAS_STATUS_SUCCESS,
+               "bias epilogue");
+    SELF_CHECK(lt_run(h, desc, 4, buf.ptr, f32, buf.ptr + 16, f32, buf.ptr, f32, buf.ptr, f32, 1, 0) ==
+                   CUBLAS_STATUS_INVALID_VALUE, "the bias epilogue without a bias pointer accepted");
+    cublasLtMatrixLayoutDestroy(f32), cublasLtMatrixLayoutDestroy(bf16);
+    cublasLtMatmulDescDestroy(desc);
+    cublasLtDestroy(h);
 }
 
 void check_cublas() {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
-            check_gemm_case(CUDA_R_32F, CUDA_R_32F, ta, tb, 0.5f, true);
-            check_gemm_case(CUDA_R_32F, CUDA_R_32F, ta, tb, 0.0f, true);
-            check_gemm_case(CUDA_R_32F, CUDA_R_32F, ta, tb, 0.5f, false);
-            check_gemm_case(CUDA_R_16BF, CUDA_R_16BF, ta, tb, 0.5f, false);
-            check_gemm_case(CUDA_R_16BF, CUDA_R_16BF, ta, tb, 0.0f, false);
-            check_gemm_case(CUDA_R_16BF, CUDA_R_32F, ta, tb, 0.0f, false);
+            check_gemm_case(CUDA_R_32F, CUDA_R_32F, ta, tb, 0.5f, false, true);
+            check_gemm_case(CUDA_R_32F, CUDA_R_32F, ta, tb, 0.0f, true, true);
+            check_gemm_case(CUDA_R_32F, CUDA_R_32F, ta, tb, 0.5f, true, false);
+            check_gemm_case(CUDA_R_16BF, CUDA_R_16BF, ta, tb, 0.5f, true, true);
+            check_gemm_case(CUDA_R_16BF, CUDA_R_16BF, ta, tb, 0.0f, false, true);
+            check_gemm_case(CUDA_R_16BF, CUDA_R_32F, ta, tb, 0.0f, true, false);
         }
-    float one = 1, zero = 0, x = 0;
-    cublasHandle_t h = CUDA_FN(blas_handle)();
-    SELF_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, &one, &x, 3, &x, 4, &zero, &x, 4) ==
-                   CUBLAS_STATUS_INVALID_VALUE, "lda < m accepted");
-    SELF_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, &x, CUDA_R_16BF,
-                                          1, 0, &x, CUDA_R_32F, 1, 0, &zero, &x, CUDA_R_32F, 1, 0, 1,
-                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) ==
-                   CUBLAS_STATUS_NOT_SUPPORTED, "mixed A and B types accepted");
+    check_cublaslt_refusals();
 }
 
 // --- tensor cores ------------------------------------------------------------------------------
