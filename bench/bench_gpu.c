@@ -1,7 +1,8 @@
 // bench_gpu: the CUDA backend's kernels timed at Stable Diffusion 1.5 shapes on the
 // GPU, through the op API (tensors on DEV_CUDA), in bf16 and f32, beside cuBLAS for
-// the GEMM-shaped ops and, when libcudnn is installed, cuDNN's convolution (loaded
-// at run time: USE_CUDNN=1 is not needed).
+// the GEMM-shaped ops and, when libcudnn is installed, cuDNN: its convolution, and its
+// fused flash attention (SDPA) for the bf16 attention forward cases, built through the
+// backend graph API (libcudnn is loaded at run time: USE_CUDNN=1 is not needed).
 //
 //   bench_gpu [--list] [--only SUBSTRING]... [--batch N] [--dtype bf16|f32]
 //
@@ -13,12 +14,14 @@
 // write of every output in its storage type.
 //
 // Timings are of whole op calls, as a training step makes them: the output's
-// allocation is included (cudaMalloc/cudaFree until the backend has a caching
-// allocator), so small ops read slower than their kernels alone. The references are
-// timed on preallocated buffers.
+// allocation (from the backend's block cache, kernels/cuda/memory.cu, after the warm-up
+// call) and the op's host-side work are included, so small ops read slower than their
+// kernels alone. The references are timed on preallocated buffers.
 //
 // Built without nvcc it prints "no CUDA backend in this build"; with no GPU it prints
 // a SKIP line; both exit 0.
+#include <float.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,17 +49,22 @@ int main(void) {
 #include <cudnn.h>
 #include <dlfcn.h>
 #define BENCH_CUDNN 1
-#define CUDNN_FUNCTIONS(X)                                                                \
-    X(cudnnCreate) X(cudnnDestroy) X(cudnnGetErrorString) X(cudnnCreateTensorDescriptor)  \
-    X(cudnnSetTensor4dDescriptor) X(cudnnDestroyTensorDescriptor)                         \
-    X(cudnnCreateFilterDescriptor) X(cudnnSetFilter4dDescriptor)                          \
-    X(cudnnDestroyFilterDescriptor) X(cudnnCreateConvolutionDescriptor)                   \
-    X(cudnnSetConvolution2dDescriptor) X(cudnnSetConvolutionMathType)                     \
-    X(cudnnDestroyConvolutionDescriptor) X(cudnnFindConvolutionForwardAlgorithm)          \
-    X(cudnnGetConvolutionForwardWorkspaceSize) X(cudnnConvolutionForward)
+#define CUDNN_FUNCTIONS(X)                                                                       \
+    X(cudnnCreate) X(cudnnDestroy) X(cudnnGetErrorString) X(cudnnGetVersion)                     \
+    X(cudnnCreateTensorDescriptor) X(cudnnSetTensor4dDescriptor) X(cudnnDestroyTensorDescriptor) \
+    X(cudnnCreateFilterDescriptor) X(cudnnSetFilter4dDescriptor)                                 \
+    X(cudnnDestroyFilterDescriptor) X(cudnnCreateConvolutionDescriptor)                          \
+    X(cudnnSetConvolution2dDescriptor) X(cudnnSetConvolutionMathType)                            \
+    X(cudnnDestroyConvolutionDescriptor) X(cudnnFindConvolutionForwardAlgorithm)                 \
+    X(cudnnGetConvolutionForwardWorkspaceSize) X(cudnnConvolutionForward)                        \
+    X(cudnnBackendCreateDescriptor) X(cudnnBackendDestroyDescriptor)                             \
+    X(cudnnBackendSetAttribute) X(cudnnBackendGetAttribute) X(cudnnBackendFinalize)              \
+    X(cudnnBackendExecute)
 static struct {
 #define CUDNN_POINTER(name) __typeof__(&name) name;
     CUDNN_FUNCTIONS(CUDNN_POINTER)
+    // Optional: why the last call failed, for the SDPA graph's report (NULL before cuDNN 9).
+    __typeof__(&cudnnGetLastErrorString) cudnnGetLastErrorString;
 } dnn;
 
 // Whether libcudnn was found and has every function used here.
@@ -67,6 +75,7 @@ static bool load_cudnn(void) {
     bool ok = true;
 #define CUDNN_LOOKUP(name) ok &= (*(void **)&dnn.name = dlsym(lib, #name)) != NULL;
     CUDNN_FUNCTIONS(CUDNN_LOOKUP)
+    *(void **)&dnn.cudnnGetLastErrorString = dlsym(lib, "cudnnGetLastErrorString");
     return ok;
 }
 #endif
@@ -564,6 +573,443 @@ static double time_cudnn_conv(const case_data *cd, cudnnHandle_t handle) {
     dnn.cudnnDestroyTensorDescriptor(r.y_desc);
     return s;
 }
+
+// --- reference: cuDNN's fused flash attention (SDPA), through the backend graph API -------
+//
+// cuDNN has no one-call C function for flash attention: its runtime fusion engines
+// recognise an operation graph of matmuls, pointwise ops and reductions and compile it
+// into one kernel, and cudnn-frontend's SDPA node (C++) only writes that graph. This
+// writes it in C through the backend API (cudnn_graph.h), node for node as the
+// frontend's composite SDPA node does for inference (cudnn-frontend v1.22,
+// include/cudnn_frontend/node/scaled_dot_product_flash_attention.h, softmax.h and
+// diagonal_band_mask.h), with bf16 input and output, f32 compute and intermediates:
+//
+//   S = (Q Kᵀ) · scale                    [B, H, Nq, Nk] f32, virtual (never in memory)
+//   causal: S = row >= col ? S : -inf     GEN_INDEX on axes 2 and 3, CMP_GE, BINARY_SELECT
+//   M = max S, E = exp(S - M), L = sum E over the keys; P = E / L in bf16
+//   stats = M + log L                     virtual: the frontend builds it for inference too
+//   O = P V
+//
+// Q, K, V and O keep op_attention's layout, [B, N, H*D] row-major: as (b, h, s, d) their
+// strides are (N*H*D, D, H*D, 1), and Kᵀ is K with its last two dims swapped, so nothing
+// is transposed. The plan is the first engine config of the mode-A heuristics that
+// finalizes, built once per case; only its execution is timed.
+
+enum { SDPA_MAX_DESCRIPTORS = 96, SDPA_MAX_OPS = 16, SDPA_MAX_CONFIGS = 8 };
+enum {  // tensor uids: the variant pack's keys
+    SDPA_UID_Q = 1, SDPA_UID_K, SDPA_UID_V, SDPA_UID_O, SDPA_UID_SCALE, SDPA_UID_NEG_INF,
+    SDPA_UID_FIRST_VIRTUAL = 100
+};
+typedef enum { SDPA_IN_MEMORY, SDPA_VIRTUAL, SDPA_BY_VALUE } sdpa_storage;
+
+// A graph being built. Every descriptor is recorded when it is created, and all are
+// destroyed together. The first call that fails is recorded and every later call is
+// skipped, so a graph cuDNN refuses costs one line of report, not the bench.
+typedef struct {
+    cudnnBackendDescriptor_t owned[SDPA_MAX_DESCRIPTORS];
+    int n_owned;
+    cudnnBackendDescriptor_t ops[SDPA_MAX_OPS];  // in the order built: producers first
+    int n_ops;
+    int64_t next_uid;      // the next virtual tensor's
+    const char *step;      // the part being built, for the report
+    const char *failed;    // what failed; NULL while everything succeeds
+    const char *failed_in; // the step it failed in
+    cudnnStatus_t status;  // its status; success when it was no cuDNN call
+    char message[512];     // cudnnGetLastErrorString, read right after the failure
+} sdpa_graph;
+
+static bool sdpa_succeeded(sdpa_graph *g, cudnnStatus_t status, const char *call) {
+    if (status == CUDNN_STATUS_SUCCESS) return true;
+    g->failed = call;
+    g->failed_in = g->step;
+    g->status = status;
+    g->message[0] = '\0';
+    if (dnn.cudnnGetLastErrorString) dnn.cudnnGetLastErrorString(g->message, sizeof g->message);
+    return false;
+}
+
+// True when the call ran and succeeded; skipped (false) once an earlier call has failed.
+#define SDPA_CALL(g, call, name) ((g)->failed == NULL && sdpa_succeeded((g), (call), (name)))
+#define SDPA_SET(g, desc, attribute, type, count, values)                                   \
+    (void)SDPA_CALL(g, dnn.cudnnBackendSetAttribute(desc, attribute, type, count, values), \
+                    "cudnnBackendSetAttribute(" #attribute ")")
+
+// A new descriptor, destroyed with the graph; NULL once a call has failed.
+static cudnnBackendDescriptor_t sdpa_new(sdpa_graph *g, cudnnBackendDescriptorType_t type) {
+    cudnnBackendDescriptor_t desc = NULL;
+    if (g->n_owned == SDPA_MAX_DESCRIPTORS) {
+        fprintf(stderr, "bench_gpu: the SDPA graph needs more than %d descriptors\n",
+                SDPA_MAX_DESCRIPTORS);
+        exit(1);
+    }
+    if (!SDPA_CALL(g, dnn.cudnnBackendCreateDescriptor(type, &desc),
+                   "cudnnBackendCreateDescriptor"))
+        return NULL;
+    g->owned[g->n_owned++] = desc;
+    return desc;
+}
+
+static void sdpa_finalize(sdpa_graph *g, cudnnBackendDescriptor_t desc) {
+    (void)SDPA_CALL(g, dnn.cudnnBackendFinalize(desc), "cudnnBackendFinalize");
+}
+
+// In reverse order of creation: plans before engine configs, operations before tensors.
+static void sdpa_destroy(sdpa_graph *g) {
+    while (g->n_owned > 0) dnn.cudnnBackendDestroyDescriptor(g->owned[--g->n_owned]);
+}
+
+// A 4-d tensor, declared 16-byte aligned as the frontend does (ours come from cudaMalloc).
+static cudnnBackendDescriptor_t sdpa_tensor(sdpa_graph *g, int64_t uid, cudnnDataType_t type,
+                                            const int64_t dims[4], const int64_t strides[4],
+                                            sdpa_storage kind) {
+    cudnnBackendDescriptor_t t = sdpa_new(g, CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+    int64_t alignment = 16;
+    bool yes = true;
+    SDPA_SET(g, t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type);
+    SDPA_SET(g, t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims);
+    SDPA_SET(g, t, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides);
+    SDPA_SET(g, t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
+    SDPA_SET(g, t, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &alignment);
+    if (kind == SDPA_VIRTUAL)
+        SDPA_SET(g, t, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &yes);
+    if (kind == SDPA_BY_VALUE)
+        SDPA_SET(g, t, CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1, &yes);
+    sdpa_finalize(g, t);
+    return t;
+}
+
+// An intermediate: it has a uid like every tensor of the graph, but never a buffer.
+static cudnnBackendDescriptor_t sdpa_virtual(sdpa_graph *g, cudnnDataType_t type,
+                                             const int64_t dims[4], const int64_t strides[4]) {
+    return sdpa_tensor(g, g->next_uid++, type, dims, strides, SDPA_VIRTUAL);
+}
+
+// An f32 scalar passed by value: the variant pack points at a host float.
+static cudnnBackendDescriptor_t sdpa_scalar(sdpa_graph *g, int64_t uid) {
+    const int64_t ones[4] = {1, 1, 1, 1};
+    return sdpa_tensor(g, uid, CUDNN_DATA_FLOAT, ones, ones, SDPA_BY_VALUE);
+}
+
+// Finalizes an operation and appends it to the graph.
+static void sdpa_add(sdpa_graph *g, cudnnBackendDescriptor_t op) {
+    sdpa_finalize(g, op);
+    if (g->failed) return;
+    if (g->n_ops == SDPA_MAX_OPS) {
+        fprintf(stderr, "bench_gpu: the SDPA graph has more than %d operations\n", SDPA_MAX_OPS);
+        exit(1);
+    }
+    g->ops[g->n_ops++] = op;
+}
+
+// c = a b over the last two dims, batched over the first two, with f32 accumulation.
+static void sdpa_matmul(sdpa_graph *g, cudnnBackendDescriptor_t c, cudnnBackendDescriptor_t a,
+                        cudnnBackendDescriptor_t b) {
+    cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
+    cudnnBackendDescriptor_t matmul = sdpa_new(g, CUDNN_BACKEND_MATMUL_DESCRIPTOR);
+    SDPA_SET(g, matmul, CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &f32);
+    sdpa_finalize(g, matmul);
+    cudnnBackendDescriptor_t op = sdpa_new(g, CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR);
+    SDPA_SET(g, op, CUDNN_ATTR_OPERATION_MATMUL_ADESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a);
+    SDPA_SET(g, op, CUDNN_ATTR_OPERATION_MATMUL_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b);
+    SDPA_SET(g, op, CUDNN_ATTR_OPERATION_MATMUL_CDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c);
+    SDPA_SET(g, op, CUDNN_ATTR_OPERATION_MATMUL_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &matmul);
+    sdpa_add(g, op);
+}
+
+// A pointwise function computed in `math`; sdpa_pointwise_op finalizes it, after any
+// attribute of its own mode (GEN_INDEX's axis).
+static cudnnBackendDescriptor_t sdpa_pointwise_fn(sdpa_graph *g, cudnnPointwiseMode_t mode,
+                                                  cudnnDataType_t math) {
+    cudnnBackendDescriptor_t fn = sdpa_new(g, CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
+    SDPA_SET(g, fn, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
+    SDPA_SET(g, fn, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &math);
+    return fn;
+}
+
+// y = fn(x, b, t): b is a binary mode's second input, t BINARY_SELECT's mask
+// (y = t ? x : b); NULL where the mode has no such input.
+static void sdpa_pointwise_op(sdpa_graph *g, cudnnBackendDescriptor_t y,
+                              cudnnBackendDescriptor_t fn, cudnnBackendDescriptor_t x,
+                              cudnnBackendDescriptor_t b, cudnnBackendDescriptor_t t) {
+    float one = 1.0f;  // input scales, 1 as the frontend sets them
+    sdpa_finalize(g, fn);
+    cudnnBackendDescriptor_t op = sdpa_new(g, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
+    SDPA_SET(g, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+             &fn);
+    SDPA_SET(g, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
+    if (b)
+        SDPA_SET(g, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b);
+    if (t)
+        SDPA_SET(g, op, CUDNN_ATTR_OPERATION_POINTWISE_TDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t);
+    SDPA_SET(g, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
+    SDPA_SET(g, op, CUDNN_ATTR_OPERATION_POINTWISE_ALPHA1, CUDNN_TYPE_FLOAT, 1, &one);
+    SDPA_SET(g, op, CUDNN_ATTR_OPERATION_POINTWISE_ALPHA2, CUDNN_TYPE_FLOAT, 1, &one);
+    sdpa_add(g, op);
+}
+
+// y = mode(x) or mode(x, b), in f32.
+static void sdpa_pointwise(sdpa_graph *g, cudnnBackendDescriptor_t y, cudnnPointwiseMode_t mode,
+                           cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t b) {
+    sdpa_pointwise_op(g, y, sdpa_pointwise_fn(g, mode, CUDNN_DATA_FLOAT), x, b, NULL);
+}
+
+// y = the max or the sum of x over its last axis (y's last dim is 1), in f32.
+static void sdpa_reduce(sdpa_graph *g, cudnnBackendDescriptor_t y, cudnnReduceTensorOp_t reduce,
+                        cudnnBackendDescriptor_t x) {
+    cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
+    cudnnBackendDescriptor_t fn = sdpa_new(g, CUDNN_BACKEND_REDUCTION_DESCRIPTOR);
+    SDPA_SET(g, fn, CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &reduce);
+    SDPA_SET(g, fn, CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &f32);
+    sdpa_finalize(g, fn);
+    cudnnBackendDescriptor_t op = sdpa_new(g, CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR);
+    SDPA_SET(g, op, CUDNN_ATTR_OPERATION_REDUCTION_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &fn);
+    SDPA_SET(g, op, CUDNN_ATTR_OPERATION_REDUCTION_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
+    SDPA_SET(g, op, CUDNN_ATTR_OPERATION_REDUCTION_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
+    sdpa_add(g, op);
+}
+
+// The scores where key index <= query index, -inf elsewhere: the frontend's top-left
+// causal mask (a diagonal band with right bound 0). The indices are int32, the mask
+// boolean.
+static cudnnBackendDescriptor_t sdpa_causal_mask(sdpa_graph *g, cudnnBackendDescriptor_t s,
+                                                 const int64_t dims[4], const int64_t strides[4]) {
+    cudnnBackendDescriptor_t index[2];  // of the query (row, axis 2) and of the key (axis 3)
+    for (int64_t axis = 2; axis <= 3; axis++) {
+        index[axis - 2] = sdpa_virtual(g, CUDNN_DATA_INT32, dims, strides);
+        cudnnBackendDescriptor_t fn =
+            sdpa_pointwise_fn(g, CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32);
+        SDPA_SET(g, fn, CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis);
+        sdpa_pointwise_op(g, index[axis - 2], fn, s, NULL, NULL);
+    }
+    cudnnBackendDescriptor_t keep = sdpa_virtual(g, CUDNN_DATA_BOOLEAN, dims, strides);
+    sdpa_pointwise_op(g, keep, sdpa_pointwise_fn(g, CUDNN_POINTWISE_CMP_GE, CUDNN_DATA_BOOLEAN),
+                      index[0], index[1], NULL);
+    cudnnBackendDescriptor_t masked = sdpa_virtual(g, CUDNN_DATA_FLOAT, dims, strides);
+    sdpa_pointwise_op(g, masked,
+                      sdpa_pointwise_fn(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT), s,
+                      sdpa_scalar(g, SDPA_UID_NEG_INF), keep);
+    return masked;
+}
+
+// The finalized operation graph of the case's forward attention; NULL when refused.
+static cudnnBackendDescriptor_t sdpa_build_graph(sdpa_graph *g, const case_data *cd,
+                                                 cudnnHandle_t handle) {
+    const int64_t *d = cd->c->d;
+    const int64_t B = cd->B, Nq = d[0], Nk = d[1], H = d[2], D = d[3];
+    const int64_t q_dims[4] = {B, H, Nq, D}, q_strides[4] = {Nq * H * D, D, H * D, 1};
+    const int64_t kt_dims[4] = {B, H, D, Nk}, kt_strides[4] = {Nk * H * D, D, 1, H * D};
+    const int64_t v_dims[4] = {B, H, Nk, D}, v_strides[4] = {Nk * H * D, D, H * D, 1};
+    // Intermediates, packed: the scores and one value per query row.
+    const int64_t s_dims[4] = {B, H, Nq, Nk}, s_strides[4] = {H * Nq * Nk, Nq * Nk, Nk, 1};
+    const int64_t row_dims[4] = {B, H, Nq, 1}, row_strides[4] = {H * Nq, Nq, 1, 1};
+    const cudnnDataType_t bf16 = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
+
+    g->step = "S = Q K^T * scale";
+    cudnnBackendDescriptor_t q =
+        sdpa_tensor(g, SDPA_UID_Q, bf16, q_dims, q_strides, SDPA_IN_MEMORY);
+    cudnnBackendDescriptor_t kt =
+        sdpa_tensor(g, SDPA_UID_K, bf16, kt_dims, kt_strides, SDPA_IN_MEMORY);
+    cudnnBackendDescriptor_t qk = sdpa_virtual(g, f32, s_dims, s_strides);
+    sdpa_matmul(g, qk, q, kt);
+    cudnnBackendDescriptor_t s = sdpa_virtual(g, f32, s_dims, s_strides);
+    sdpa_pointwise(g, s, CUDNN_POINTWISE_MUL, qk, sdpa_scalar(g, SDPA_UID_SCALE));
+    if (d[4]) {
+        g->step = "causal mask";
+        s = sdpa_causal_mask(g, s, s_dims, s_strides);
+    }
+
+    g->step = "softmax";
+    cudnnBackendDescriptor_t max = sdpa_virtual(g, f32, row_dims, row_strides);
+    sdpa_reduce(g, max, CUDNN_REDUCE_TENSOR_MAX, s);
+    cudnnBackendDescriptor_t shifted = sdpa_virtual(g, f32, s_dims, s_strides);
+    sdpa_pointwise(g, shifted, CUDNN_POINTWISE_SUB, s, max);
+    cudnnBackendDescriptor_t e = sdpa_virtual(g, f32, s_dims, s_strides);
+    sdpa_pointwise(g, e, CUDNN_POINTWISE_EXP, shifted, NULL);
+    cudnnBackendDescriptor_t sum = sdpa_virtual(g, f32, row_dims, row_strides);
+    sdpa_reduce(g, sum, CUDNN_REDUCE_TENSOR_ADD, e);
+    cudnnBackendDescriptor_t log_sum = sdpa_virtual(g, f32, row_dims, row_strides);
+    sdpa_pointwise(g, log_sum, CUDNN_POINTWISE_LOG, sum, NULL);
+    // The softmax statistics, which nothing reads here; the frontend builds them for
+    // inference too, so the graph is the one the flash engine is known to take.
+    cudnnBackendDescriptor_t stats = sdpa_virtual(g, f32, row_dims, row_strides);
+    sdpa_pointwise(g, stats, CUDNN_POINTWISE_ADD, max, log_sum);
+    // P in the I/O type: the frontend gives the second matmul's A operand Q's type.
+    cudnnBackendDescriptor_t p = sdpa_virtual(g, bf16, s_dims, s_strides);
+    sdpa_pointwise(g, p, CUDNN_POINTWISE_DIV, e, sum);
+
+    g->step = "O = P V";
+    cudnnBackendDescriptor_t v =
+        sdpa_tensor(g, SDPA_UID_V, bf16, v_dims, v_strides, SDPA_IN_MEMORY);
+    cudnnBackendDescriptor_t o =
+        sdpa_tensor(g, SDPA_UID_O, bf16, q_dims, q_strides, SDPA_IN_MEMORY);
+    sdpa_matmul(g, o, p, v);
+
+    g->step = "operation graph";
+    cudnnBackendDescriptor_t graph = sdpa_new(g, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+    SDPA_SET(g, graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+    SDPA_SET(g, graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, g->n_ops,
+             g->ops);
+    sdpa_finalize(g, graph);
+    return g->failed ? NULL : graph;
+}
+
+// The execution plan of the first engine config, in the mode-A heuristics' order, that
+// finalizes for the graph; NULL when none does.
+static cudnnBackendDescriptor_t sdpa_plan(sdpa_graph *g, cudnnBackendDescriptor_t graph,
+                                          cudnnHandle_t handle) {
+    g->step = "engine heuristics (mode A)";
+    cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
+    cudnnBackendDescriptor_t heuristics = sdpa_new(g, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+    SDPA_SET(g, heuristics, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+             &graph);
+    SDPA_SET(g, heuristics, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+    sdpa_finalize(g, heuristics);
+    // The results are written into engine config descriptors created beforehand.
+    cudnnBackendDescriptor_t configs[SDPA_MAX_CONFIGS];
+    for (int i = 0; i < SDPA_MAX_CONFIGS; i++)
+        configs[i] = sdpa_new(g, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
+    int64_t n_configs = 0;
+    (void)SDPA_CALL(g,
+                    dnn.cudnnBackendGetAttribute(heuristics, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, SDPA_MAX_CONFIGS,
+                                                 &n_configs, configs),
+                    "cudnnBackendGetAttribute(CUDNN_ATTR_ENGINEHEUR_RESULTS)");
+    if (n_configs > SDPA_MAX_CONFIGS) n_configs = SDPA_MAX_CONFIGS;
+    if (!g->failed && n_configs == 0) {
+        g->failed = "no engine config for this graph";
+        g->failed_in = g->step;
+        g->status = CUDNN_STATUS_SUCCESS;  // no call failed: nothing more to say
+        g->message[0] = '\0';
+    }
+
+    g->step = "execution plan";
+    for (int64_t i = 0; i < n_configs && !g->failed; i++) {
+        cudnnBackendDescriptor_t plan = sdpa_new(g, CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+        SDPA_SET(g, plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+        SDPA_SET(g, plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                 &configs[i]);
+        sdpa_finalize(g, plan);
+        if (!g->failed) return plan;
+        // A config may not compile for this graph while a later one does; the last
+        // failure is the one reported.
+        if (i + 1 < n_configs) g->failed = NULL;
+    }
+    return NULL;
+}
+
+// One line, before the case's row: the step and the call that failed, and cuDNN's reason.
+static void sdpa_report(const sdpa_graph *g, const case_data *cd) {
+    printf("cuDNN SDPA skipped for %s: %s: %s", cd->c->name, g->failed_in, g->failed);
+    if (g->status != CUDNN_STATUS_SUCCESS) printf(": %s", dnn.cudnnGetErrorString(g->status));
+    if (g->message[0]) {
+        char message[sizeof g->message];  // cuDNN's message may span lines
+        for (size_t i = 0; i < sizeof message; i++)
+            message[i] = g->message[i] == '\n' || g->message[i] == '\r' ? ' ' : g->message[i];
+        message[sizeof message - 1] = '\0';
+        printf(" (%s)", message);
+    }
+    printf("\n");
+}
+
+typedef struct {
+    cudnnHandle_t handle;
+    cudnnBackendDescriptor_t plan, variant_pack;
+} cudnn_sdpa;
+
+static void run_cudnn_sdpa(void *ctx) {
+    cudnn_sdpa *r = ctx;
+    CUDNN_OK(dnn.cudnnBackendExecute(r->handle, r->plan, r->variant_pack));
+}
+
+// ||o - op_attention(q, k, v)|| / ||op_attention(q, k, v)||, on the host in f32.
+static double sdpa_difference_from_ours(const tensor *o, tensor *q, tensor *k, tensor *v,
+                                        int heads, bool causal) {
+    autograd_no_grad_begin();
+    tensor *ours = op_attention(q, k, v, heads, causal);
+    autograd_no_grad_end();
+    int64_t n = tensor_numel(o);
+    float *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+    if (!a || !b) {
+        fprintf(stderr, "bench_gpu: out of host memory\n");
+        exit(1);
+    }
+    tensor_copy_to_f32(o, a, n);
+    tensor_copy_to_f32(ours, b, n);
+    double diff = 0, norm = 0;
+    for (int64_t i = 0; i < n; i++) {
+        diff += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        norm += (double)b[i] * b[i];
+    }
+    free(a);
+    free(b);
+    tensor_free(ours);
+    return norm > 0 ? sqrt(diff / norm) : sqrt(diff);
+}
+
+// Seconds per forward attention call of cuDNN's flash attention for a bf16 K_ATTN case;
+// 0 (after one line saying why) when cuDNN does not build or run the graph.
+static double time_cudnn_sdpa(const case_data *cd, cudnnHandle_t handle) {
+    const int64_t *d = cd->c->d, B = cd->B;
+    const bool causal = d[4] != 0;
+    sdpa_graph g = {.next_uid = SDPA_UID_FIRST_VIRTUAL};
+    cudnn_sdpa r = {.handle = handle};
+    cudnnBackendDescriptor_t graph = sdpa_build_graph(&g, cd, handle);
+    if (graph) r.plan = sdpa_plan(&g, graph, handle);
+    tensor *q = NULL, *k = NULL, *v = NULL, *o = NULL, *workspace = NULL;
+    // By value: the variant pack points at these, and each execution reads them. The
+    // frontend masks with -inf from cuDNN 9.10 on, with the lowest float before.
+    float scale = (float)(1.0 / sqrt((double)d[3]));
+    float neg_inf = dnn.cudnnGetVersion() < 91000 ? -FLT_MAX : -INFINITY;
+    double s = 0;
+    if (r.plan) {
+        g.step = "variant pack";
+        int64_t workspace_bytes = 0, count = 0;
+        (void)SDPA_CALL(
+            &g,
+            dnn.cudnnBackendGetAttribute(r.plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
+                                         CUDNN_TYPE_INT64, 1, &count, &workspace_bytes),
+            "cudnnBackendGetAttribute(CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE)");
+        q = randn(cd->dt, SHAPE(B, d[0], d[2] * d[3]));
+        k = randn(cd->dt, SHAPE(B, d[1], d[2] * d[3]));
+        v = randn(cd->dt, SHAPE(B, d[1], d[2] * d[3]));
+        o = tensor_new(cd->dt, DEV_CUDA, SHAPE(B, d[0], d[2] * d[3]));
+        if (workspace_bytes > 0)
+            workspace = tensor_new(DT_I32, DEV_CUDA, SHAPE((workspace_bytes + 3) / 4));
+        void *workspace_data = workspace ? tensor_data(workspace) : NULL;
+        int64_t uids[] = {SDPA_UID_Q, SDPA_UID_K, SDPA_UID_V,
+                          SDPA_UID_O, SDPA_UID_SCALE, SDPA_UID_NEG_INF};
+        void *data[] = {tensor_data(q), tensor_data(k), tensor_data(v),
+                        tensor_data(o), &scale, &neg_inf};
+        int64_t n_uids = causal ? 6 : 5;  // -inf is in the causal graph only
+        r.variant_pack = sdpa_new(&g, CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+        SDPA_SET(&g, r.variant_pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n_uids,
+                 uids);
+        SDPA_SET(&g, r.variant_pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR,
+                 n_uids, data);
+        SDPA_SET(&g, r.variant_pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1,
+                 &workspace_data);
+        sdpa_finalize(&g, r.variant_pack);
+        g.step = "first execution";
+        if (SDPA_CALL(&g, dnn.cudnnBackendExecute(handle, r.plan, r.variant_pack),
+                      "cudnnBackendExecute")) {
+            // A graph with a wrong stride would run as fast and compute something else:
+            // time it only when it computes what op_attention does (bf16 rounding apart).
+            double difference = sdpa_difference_from_ours(o, q, k, v, (int)d[2], causal);
+            if (difference <= 2e-2) s = time_calls(run_cudnn_sdpa, &r);
+            else
+                printf("cuDNN SDPA skipped for %s: its output differs from op_attention's by "
+                       "%.3g (relative L2)\n", cd->c->name, difference);
+        }
+    }
+    if (g.failed) sdpa_report(&g, cd);
+    tensor_free(q);
+    tensor_free(k);
+    tensor_free(v);
+    tensor_free(o);
+    tensor_free(workspace);
+    sdpa_destroy(&g);
+    return s;
+}
 #endif
 
 // --- the table -----------------------------------------------------------------------------------
@@ -596,13 +1042,23 @@ static void bench(const bench_case *c, dtype dt, int64_t batch, const references
     if (!c->backward) autograd_no_grad_end();
     double flops, bytes;
     nominal_work(&cd, &flops, &bytes);
+    // The references run before the row is printed, so that a line saying why one was
+    // skipped stands on its own above it.
+    double cublas = time_cublas(&cd, refs->cublas), cudnn = 0;
+    const char *cudnn_name = "cuDNN";
+#ifdef BENCH_CUDNN
+    if (refs->cudnn && c->kind == K_CONV && !c->backward) cudnn = time_cudnn_conv(&cd, refs->cudnn);
+    // Attention forward only: the _fwdbwd case would need cuDNN's SDPA backward graph,
+    // which is not built here. bf16 only: cuDNN's flash attention has no f32 path.
+    if (refs->cudnn && c->kind == K_ATTN && !c->backward && dt == DT_BF16) {
+        cudnn = time_cudnn_sdpa(&cd, refs->cudnn);
+        cudnn_name = "cuDNN SDPA";
+    }
+#endif
     printf("%-38s %-4s %9.3f ms ", c->name, dtype_name(dt), ours * 1e3);
     print_rate(ours, flops, bytes);
-    print_reference("cuBLAS", ours, time_cublas(&cd, refs->cublas), flops, bytes);
-#ifdef BENCH_CUDNN
-    if (refs->cudnn && c->kind == K_CONV && !c->backward)
-        print_reference("cuDNN", ours, time_cudnn_conv(&cd, refs->cudnn), flops, bytes);
-#endif
+    print_reference("cuBLAS", ours, cublas, flops, bytes);
+    print_reference(cudnn_name, ours, cudnn, flops, bytes);
     printf("\n");
     fflush(stdout);
     teardown(&cd);
@@ -663,11 +1119,17 @@ int main(int argc, char **argv) {
            (long long)batch);
 #ifdef BENCH_CUDNN
     if (!load_cudnn()) puts("cuDNN: libcudnn.so.9 not found, no cuDNN column");
-    else if (dnn.cudnnCreate(&refs.cudnn) != CUDNN_STATUS_SUCCESS) refs.cudnn = NULL;
+    else if (dnn.cudnnCreate(&refs.cudnn) != CUDNN_STATUS_SUCCESS) {
+        refs.cudnn = NULL;
+        puts("cuDNN: cudnnCreate failed, no cuDNN column");
+    } else {
+        printf("cuDNN %zu: convolution forward; bf16 attention forward beside its fused flash "
+               "attention (SDPA)\n",
+               dnn.cudnnGetVersion());
+    }
 #else
     puts("cuDNN: no cudnn.h at build time");
 #endif
-    puts("cuDNN's fused attention (SDPA) is not compared: its frontend graph API is C++.");
     for (int i = 0; i < N_CASES; i++) {
         bool run = n_only == 0;
         for (int k = 0; k < n_only; k++) run |= strstr(CASES[i].name, only[k]) != NULL;
