@@ -102,11 +102,15 @@ void CUDA_FN(gemm)(tensor *c, const tensor *a, const tensor *b, const tensor *bi
     // A, our a its B, and the bias runs along its rows (our N), as the epilogue wants.
     const void *lt_a = tensor_data(b), *lt_b = tensor_data(a), *bias_data = bias ? tensor_data(bias) : nullptr;
     void *lt_c = tensor_data(c);
+    // cuBLASLt's A, B, C and D (one buffer: C), as the heuristic's preference lists them.
+    const uint32_t align[4] = {alignment_of(lt_a, batch_stride_b * elem, batch),
+                               alignment_of(lt_b, batch_stride_a * elem, batch),
+                               alignment_of(lt_c, batch_stride_c * elem, batch),
+                               alignment_of(lt_c, batch_stride_c * elem, batch)};
     std::array<int64_t, 15> key = {
         c->dtype, trans_a, trans_b, batch, M, N, K, batch_stride_a, batch_stride_b,
-        batch_stride_c, bias != nullptr,
-        alignment_of(lt_a, batch_stride_b * elem, batch), alignment_of(lt_b, batch_stride_a * elem, batch),
-        alignment_of(lt_c, batch_stride_c * elem, batch), bias ? alignment_of(bias_data, 0, 1) : 0};
+        batch_stride_c, bias != nullptr, align[0], align[1], align[2],
+        bias ? alignment_of(bias_data, 0, 1) : 0};
     gemm_state &s = state();
     std::lock_guard<std::mutex> hold(s.lock);
     if (!s.handle) {
@@ -137,11 +141,9 @@ void CUDA_FN(gemm)(tensor *c, const tensor *a, const tensor *b, const tensor *bi
         uint64_t max_workspace = workspace_bytes;
         CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                           &max_workspace, sizeof max_workspace));
-        // C and D are one buffer.
         const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
             CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
             CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-        const uint32_t align[4] = {(uint32_t)key[11], (uint32_t)key[12], (uint32_t)key[13], (uint32_t)key[13]};
         for (int i = 0; i < 4; i++)
             CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &align[i], sizeof align[i]));
         cublasLtMatmulHeuristicResult_t result;
