@@ -2,8 +2,9 @@
 //
 // Op front-ends (kernels/ops/*.c) check shapes, allocate outputs, record autograd
 // nodes and call these entries; backends (kernels/cpu/*.c for "cpu", kernels/cuda/*.cu
-// for "cuda" and, compiled against the emulator, "cuda-emu") only compute. Every buffer argument is a tensor whose dtype the kernel can read;
-// front-ends pass contiguous tensors unless an entry says it takes strides.
+// for "cuda" and, compiled against the emulator, "cuda-emu") only compute. Every
+// buffer argument is a tensor whose dtype the kernel can read; front-ends pass
+// contiguous tensors unless an entry says it takes strides.
 // Arguments come in a fixed order: outputs, inputs, weights, then sizes and options.
 // Backward entries take NULL for a gradient nobody needs and skip that work.
 #pragma once
