@@ -1,6 +1,7 @@
 // Reading whole input files (configs, vocabularies, JSON indexes) with one-line
 // errors that name the file.
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
@@ -20,6 +21,11 @@ int read_json_object(const char *path, cJSON **root);
 // "<the running program's folder>/<name>" into out (the build folder holds files made
 // at build time beside the programs: the tokenizer, the SD1.5 configs). Returns out.
 const char *path_beside_program(char *out, size_t len, const char *name);
+
+// Whether path names an existing folder (a link to one counts).
+bool is_dir(const char *path);
+// Whether s ends with suffix.
+bool ends_with(const char *s, const char *suffix);
 
 #ifdef __cplusplus
 }

@@ -35,11 +35,6 @@ static int component_of(const char *name, const char **inner) {
     return -1;
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 static bool fits(int n, size_t len) { return n > 0 && (size_t)n < len; }
 
 bool lora_kohya_name(const char *module, char *out, size_t out_len) {

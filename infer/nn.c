@@ -78,6 +78,10 @@ tensor *nn_group_norm_silu_forward(const nn_norm *n, tensor *x) {
     return op_group_norm_silu(x, n->gamma, n->beta, n->groups, n->eps);
 }
 
+tensor *nn_as_param_dtype(tensor *x, const tensor *param) {
+    return x->dtype == param->dtype ? tensor_retain(x) : op_cast(x, param->dtype);
+}
+
 // --- ResnetBlock2D ------------------------------------------------------------------------------
 
 void nn_resnet_init(nn_resnet *r, param_set *ps, const char *name, int cin, int cout,

@@ -52,6 +52,9 @@ tensor *nn_conv_forward(const nn_conv *c, tensor *x);
 tensor *nn_norm_forward(const nn_norm *n, tensor *x);
 tensor *nn_group_norm_silu_forward(const nn_norm *n, tensor *x);  // silu(group_norm(x))
 
+// x in param's dtype, the models' compute dtype (a new reference; a cast when they differ).
+tensor *nn_as_param_dtype(tensor *x, const tensor *param);
+
 // Drops old and returns new: `h = nn_replace(h, op_silu(h))`.
 static inline tensor *nn_replace(tensor *old, tensor *new_) {
     tensor_free(old);

@@ -17,11 +17,6 @@
 
 // --- opening ----------------------------------------------------------------------------------
 
-static bool is_dir(const char *path) {
-    struct stat s;
-    return stat(path, &s) == 0 && S_ISDIR(s.st_mode);
-}
-
 int pipeline_open(pipeline *p, const char *model_path, const char *tokenizer_dir,
                   const char *scheduler_config, const sd_load_options *opt) {
     *p = (pipeline){0};

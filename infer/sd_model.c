@@ -12,19 +12,9 @@
 
 static const char *component_names[3] = {"text_encoder", "unet", "vae"};
 
-static bool is_dir(const char *path) {
-    struct stat s;
-    return stat(path, &s) == 0 && S_ISDIR(s.st_mode);
-}
-
 static bool is_file(const char *path) {
     struct stat s;
     return stat(path, &s) == 0 && S_ISREG(s.st_mode);
-}
-
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
 // PyTorch's .ckpt/.pt/.bin files are pickles (zip archives since torch 1.6): loading

@@ -196,10 +196,6 @@ static tensor *upsample_to(tensor *h, const tensor *skip) {
 }
 
 // The compute dtype is the parameters': inputs are cast to it once, at the entry.
-static tensor *as_param_dtype(tensor *x, const tensor *param) {
-    return x->dtype == param->dtype ? tensor_retain(x) : op_cast(x, param->dtype);
-}
-
 tensor *unet_forward(const unet_model *m, tensor *sample, tensor *timesteps, tensor *context) {
     const unet_config *cfg = &m->cfg;
     const int n = cfg->n_blocks;
@@ -214,16 +210,16 @@ tensor *unet_forward(const unet_model *m, tensor *sample, tensor *timesteps, ten
 
     tensor *temb = op_timestep_embedding(timesteps, cfg->block_out_channels[0],
                                          cfg->flip_sin_to_cos, cfg->freq_shift, 1.0f, 10000.0f);
-    temb = nn_replace(temb, as_param_dtype(temb, dt));
+    temb = nn_replace(temb, nn_as_param_dtype(temb, dt));
     temb = nn_replace(temb, nn_linear_forward(&m->time_linear_1, temb));
     temb = nn_replace(temb, op_silu(temb));
     temb = nn_replace(temb, nn_linear_forward(&m->time_linear_2, temb));
     // Every ResNet block applies SiLU to the embedding first: once here is enough.
     tensor *temb_act = op_silu(temb);
     tensor_free(temb);
-    tensor *ctx = as_param_dtype(context, dt);
+    tensor *ctx = nn_as_param_dtype(context, dt);
 
-    tensor *x = as_param_dtype(sample, dt);
+    tensor *x = nn_as_param_dtype(sample, dt);
     tensor *h = nn_conv_forward(&m->conv_in, x);
     tensor_free(x);
 

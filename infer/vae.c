@@ -132,10 +132,6 @@ static tensor *pad_right_bottom(tensor *x) {
     return out;
 }
 
-static tensor *as_param_dtype(tensor *x, const tensor *param) {
-    return x->dtype == param->dtype ? tensor_retain(x) : op_cast(x, param->dtype);
-}
-
 void vae_encode(const vae_model *m, tensor *image, tensor **mean, tensor **logvar) {
     const vae_config *cfg = &m->cfg;
     const int n = cfg->n_blocks, lat = cfg->latent_channels;
@@ -144,7 +140,7 @@ void vae_encode(const vae_model *m, tensor *image, tensor **mean, tensor **logva
     CHECK(image->shape[1] % (1 << (n - 1)) == 0 && image->shape[2] % (1 << (n - 1)) == 0,
           "vae_encode: image %lldx%lld is not divisible by %d", (long long)image->shape[1],
           (long long)image->shape[2], 1 << (n - 1));
-    tensor *x = as_param_dtype(image, m->enc_conv_in.w);
+    tensor *x = nn_as_param_dtype(image, m->enc_conv_in.w);
     tensor *h = nn_conv_forward(&m->enc_conv_in, x);
     tensor_free(x);
     for (int i = 0; i < n; i++) {
@@ -195,7 +191,7 @@ tensor *vae_decode(const vae_model *m, tensor *latent) {
     const vae_config *cfg = &m->cfg;
     CHECK(latent->ndim == 4 && latent->shape[3] == cfg->latent_channels,
           "vae_decode: latent must be [N, h, w, %d]", cfg->latent_channels);
-    tensor *h = as_param_dtype(latent, m->dec_conv_in.w);
+    tensor *h = nn_as_param_dtype(latent, m->dec_conv_in.w);
     if (cfg->use_post_quant_conv) h = nn_replace(h, nn_conv_forward(&m->post_quant_conv, h));
     h = nn_replace(h, nn_conv_forward(&m->dec_conv_in, h));
     h = nn_replace(h, mid_forward(&m->dec_mid, h));

@@ -14,15 +14,8 @@
 #include <stdlib.h>
 
 #include "core/check.h"
+#include "kernels/activation_math.h"
 #include "kernels/cpu/cpu.h"
-
-static inline float silu(float v) { return v / (1.0f + expf(-v)); }
-
-// d silu(v) / dv = s * (1 + v * (1 - s)) with s = sigmoid(v).
-static inline float silu_grad(float v) {
-    float s = 1.0f / (1.0f + expf(-v));
-    return s * (1.0f + v * (1.0f - s));
-}
 
 void cpu_layer_norm_forward(tensor *out, tensor *mean_t, tensor *rstd_t, const tensor *x_t,
                             const tensor *gamma_t, const tensor *beta_t, int64_t rows,

@@ -15,6 +15,7 @@
 // coalesced along C, over a chunk of positions, keep per-channel partial results
 // [N, chunks, C], and small finalize kernels fold those into per-(sample, group) and
 // per-channel totals. The layer norm's d_gamma and d_beta use the same kernels.
+#include "kernels/activation_math.h"
 #include "kernels/cuda/kernels.cuh"
 
 namespace {
@@ -48,8 +49,6 @@ __device__ V block_sum(V v, V *tree) {
     }
     return tree[0];
 }
-
-__device__ __forceinline__ float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 // ---------------------------------------------------------------------------------------
 // Layer norm
@@ -168,22 +167,20 @@ __global__ void __launch_bounds__(CHANNEL_BLOCK)
     norm_grad_sums_kernel(grad_sums *partial /*[N, chunks, C]*/, const T *d_out /*[N, S, C]*/,
                           const T *x /*[N, S, C]*/, const float *mean, const float *rstd,
                           const T *gamma /*[C]*/, const T *beta /*[C], with silu*/, int64_t S,
-                          int C, int Cg, int G, int stat_row_step, int64_t chunk_rows, bool silu) {
+                          int C, int Cg, int G, int stat_row_step, int64_t chunk_rows,
+                          bool silu_out) {
     int c = blockIdx.y * CHANNEL_LANES + threadIdx.x;
     int64_t n = blockIdx.z, chunk = blockIdx.x;
     int64_t s0 = chunk * chunk_rows, s1 = s0 + chunk_rows < S ? s0 + chunk_rows : S;
     float sum_dy = 0.0f, sum_dy_xhat = 0.0f;
     if (c < C) {
-        float gam = to_float(gamma[c]), bet = silu ? to_float(beta[c]) : 0.0f;
+        float gam = to_float(gamma[c]), bet = silu_out ? to_float(beta[c]) : 0.0f;
         int64_t offset = n * S * C + c, stat_c = n * G + c / Cg;
         for (int64_t s = s0 + threadIdx.y; s < s1; s += ROW_LANES) {
             int64_t stat = stat_c + s * stat_row_step;
             float xhat = (to_float(x[offset + s * C]) - mean[stat]) * rstd[stat];
             float dy = to_float(d_out[offset + s * C]);
-            if (silu) {
-                float v = xhat * gam + bet, sig = sigmoid(v);
-                dy *= sig * (1.0f + v * (1.0f - sig));
-            }
+            if (silu_out) dy *= silu_grad(xhat * gam + bet);
             sum_dy += dy;
             sum_dy_xhat += dy * xhat;
         }
@@ -253,7 +250,7 @@ __global__ void __launch_bounds__(ROW_BLOCK)
     group_norm_apply_kernel(T *out /*[N, S, C]*/, const T *x /*[N, S, C]*/,
                             const float *mean /*[N, G]*/, const float *rstd /*[N, G]*/,
                             const T *gamma /*[C]*/, const T *beta /*[C]*/, int64_t rows, int64_t S,
-                            int C, int Cg, int G, bool silu) {
+                            int C, int Cg, int G, bool silu_out) {
     int64_t row = (int64_t)blockIdx.x * (ROW_BLOCK / WARP) + threadIdx.x / WARP;
     if (row >= rows) return;
     const float *mean_n = mean + row / S * G, *rstd_n = rstd + row / S * G;
@@ -263,7 +260,7 @@ __global__ void __launch_bounds__(ROW_BLOCK)
         int g = c / Cg;
         float v =
             (to_float(xr[c]) - mean_n[g]) * rstd_n[g] * to_float(gamma[c]) + to_float(beta[c]);
-        yr[c] = from_float<T>(silu ? v * sigmoid(v) : v);
+        yr[c] = from_float<T>(silu_out ? silu(v) : v);
     }
 }
 
@@ -305,7 +302,7 @@ __global__ void __launch_bounds__(ROW_BLOCK)
                          const T *x /*[N, S, C]*/, const float *mean /*[N, G]*/,
                          const float *rstd /*[N, G]*/, const dx_terms *terms /*[N, G]*/,
                          const T *gamma /*[C]*/, const T *beta /*[C], with silu*/, int64_t rows,
-                         int64_t S, int C, int Cg, int G, bool silu) {
+                         int64_t S, int C, int Cg, int G, bool silu_out) {
     int64_t row = (int64_t)blockIdx.x * (ROW_BLOCK / WARP) + threadIdx.x / WARP;
     if (row >= rows) return;
     int64_t stat_n = row / S * G;
@@ -315,10 +312,7 @@ __global__ void __launch_bounds__(ROW_BLOCK)
         int64_t stat = stat_n + c / Cg;
         float rs = rstd[stat], xhat = (to_float(xr[c]) - mean[stat]) * rs;
         float gam = to_float(gamma[c]), dy = to_float(dyr[c]);
-        if (silu) {
-            float v = xhat * gam + to_float(beta[c]), sig = sigmoid(v);
-            dy *= sig * (1.0f + v * (1.0f - sig));
-        }
+        if (silu_out) dy *= silu_grad(xhat * gam + to_float(beta[c]));
         dx_terms t = terms[stat];
         dxr[c] = from_float<T>(rs * (dy * gam - t.mean_g - xhat * t.mean_g_xhat));
     }
