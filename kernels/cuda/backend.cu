@@ -1,6 +1,24 @@
 // The CUDA backend's table, compiled twice: as cuda_backend by nvcc and as
 // emu_backend against the emulator (see common.cuh).
+#include <stdlib.h>
+
+#include <atomic>
+
 #include "kernels/cuda/kernels.cuh"
+
+namespace {
+std::atomic<int> sync_state{-1};  // -1: SDFT_CUDA_SYNC not read yet
+}
+
+extern "C" void BACKEND_SYNC_FN(sync_launches_from_env)(void) {
+    const char *v = getenv("SDFT_CUDA_SYNC");
+    sync_state = v && *v && strcmp(v, "0") != 0;
+}
+
+extern "C" bool BACKEND_SYNC_FN(sync_launches)(void) {
+    if (sync_state < 0) BACKEND_SYNC_FN(sync_launches_from_env)();
+    return sync_state > 0;
+}
 
 extern "C" const backend CUDA_FN(backend) = {
     .name = CUDA_BACKEND_NAME,

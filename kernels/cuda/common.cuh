@@ -28,6 +28,12 @@
 #include "core/check.h"
 #include "kernels/backend.h"
 
+#ifdef SDFT_EMU
+#define CUDA_BACKEND_NAME "cuda-emu"
+#else
+#define CUDA_BACKEND_NAME "cuda"
+#endif
+
 #define CUDA_CHECK(call)                                                                    \
     do {                                                                                    \
         cudaError_t err_ = (call);                                                          \
@@ -39,22 +45,62 @@
     do {                                                                                    \
         cublasStatus_t st_ = (call);                                                        \
         if (st_ != CUBLAS_STATUS_SUCCESS)                                                   \
-            die_at(__FILE__, __LINE__, "%s: cuBLAS status %d", #call, (int)st_);            \
+            die_at(__FILE__, __LINE__, "%s: %s", #call, cublasLtGetStatusName(st_));        \
     } while (0)
 
 // LAUNCH(kernel, grid, block, shared_bytes, args...) runs kernel over the grid on the
-// default stream and checks the launch. A template instance with commas in its name
-// goes through a variable first: auto k = my_kernel<float, 64>; LAUNCH(k, ...).
+// default stream and checks the launch (check_launch below). A template instance with
+// commas in its name goes through a variable first: auto k = my_kernel<float, 64>;
+// LAUNCH(k, ...).
 #ifdef SDFT_EMU
-#define LAUNCH(kernel, grid, block, shared_bytes, ...) \
-    emu_launch(dim3(grid), dim3(block), (shared_bytes), [=] { kernel(__VA_ARGS__); })
+#define LAUNCH(kernel, grid, block, shared_bytes, ...)                                       \
+    do {                                                                                     \
+        emu_launch(dim3(grid), dim3(block), (shared_bytes), [=] { kernel(__VA_ARGS__); });   \
+        check_launch((const void *)kernel, #kernel, __FILE__, __LINE__, __func__);           \
+    } while (0)
 #else
-#define LAUNCH(kernel, grid, block, shared_bytes, ...)                  \
-    do {                                                                \
-        kernel<<<(grid), (block), (shared_bytes)>>>(__VA_ARGS__);       \
-        CUDA_CHECK(cudaGetLastError());                                 \
+#define LAUNCH(kernel, grid, block, shared_bytes, ...)                                  \
+    do {                                                                                \
+        kernel<<<(grid), (block), (shared_bytes)>>>(__VA_ARGS__);                       \
+        check_launch((const void *)kernel, #kernel, __FILE__, __LINE__, __func__);      \
     } while (0)
 #endif
+
+// kernels/cuda/backend.cu: whether every launch is followed by a device synchronisation
+// (SDFT_CUDA_SYNC=1 in the environment, read at the first launch), and reading it again.
+// Named per build, not by CUDA_FN: planted copies of kernels (tests/planted) share them.
+#ifdef SDFT_EMU
+#define BACKEND_SYNC_FN(name) emu_##name
+#else
+#define BACKEND_SYNC_FN(name) cuda_##name
+#endif
+extern "C" {
+bool BACKEND_SYNC_FN(sync_launches)(void);
+void BACKEND_SYNC_FN(sync_launches_from_env)(void);
+}
+
+// After a launch: a launch error (a bad grid, too much shared memory) is reported at
+// once. A fault inside the kernel (an illegal address, a trap) surfaces only at a later
+// synchronising call, naming that call; with SDFT_CUDA_SYNC=1 every launch is followed by
+// cudaDeviceSynchronize, so the fault is reported here with the kernel's name and launch
+// site (slower; for finding a fault, not for normal runs). kernel is the launched
+// function (its name is asked of the runtime: LAUNCH often gets a variable holding a
+// template instance; NULL for a library call), expr what the source wrote.
+static inline void check_launch(const void *kernel, const char *expr, const char *file, int line,
+                                const char *function) {
+    cudaError_t err = cudaGetLastError();
+    const char *when = "launch";
+    if (err == cudaSuccess && BACKEND_SYNC_FN(sync_launches)()) {
+        err = cudaDeviceSynchronize();
+        when = "run";
+    }
+    if (err == cudaSuccess) return;
+    const char *name = nullptr;
+    if (!kernel || cudaFuncGetName(&name, kernel) != cudaSuccess || !name) name = expr;
+    (void)cudaGetLastError();  // cudaFuncGetName may have failed in turn
+    die_at(file, line, "%s: kernel %s launched in %s failed (%s): %s", CUDA_BACKEND_NAME, name,
+           function, when, cudaGetErrorString(err));
+}
 
 // DYNAMIC_SHARED(float, tile) declares `float *tile` over the launch's dynamic
 // shared memory (16-byte aligned).
@@ -115,12 +161,6 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(f
                 dtype_name(dt));                                                      \
         }                                                                             \
     } while (0)
-
-#ifdef SDFT_EMU
-#define CUDA_BACKEND_NAME "cuda-emu"
-#else
-#define CUDA_BACKEND_NAME "cuda"
-#endif
 
 // Typed device pointer to element 0 of a contiguous tensor (NULL for NULL).
 template <typename T> static inline T *dev_ptr(const tensor *t) {

@@ -10,9 +10,23 @@
 // picked for 256-byte aligned buffers may use loads that a view into the middle of a
 // tensor cannot serve; each buffer's is the largest power of two (up to 256) dividing
 // the start of every batch, which is what the heuristic is told.
+//
+// What cuBLASLt may refuse: the heuristic can answer NOT_SUPPORTED (no algorithm for the
+// problem) and an algorithm it chose can still be refused by the matmul. So the heuristic
+// is asked for several algorithms, tried best first until one runs (remembered for the
+// problem); when none does, a plain kernel of ours computes the product, with a warning
+// once per problem. Split-K algorithms that add the partial sums in the output type (in
+// place in D, or through workspace in D's type) would round them to bf16 before the
+// final sum: the preference excludes them, so a product is rounded once. A bias pointer
+// less than 16-byte aligned (a view into a larger tensor) is copied to an aligned buffer
+// first, as the bias epilogue needs 16-byte alignment.
 #include <array>
 #include <map>
 #include <mutex>
+
+extern "C" {  // core/log.h has no C++ guards
+#include "core/log.h"
+}
 
 #include "kernels/cuda/kernels.cuh"
 #ifndef SDFT_EMU
@@ -37,13 +51,41 @@ __global__ void scale_add_bias_kernel(T *c /*[batch, M, N] at batch_stride_c*/,
     *dst = from_float<T>(v);
 }
 
+// C[b] = alpha op(A[b]) op(B[b]) + beta C[b] + bias, row-major as the backend's gemm
+// takes them, one thread per element of C, f32 products summed in k order: the path for a
+// problem that no cuBLASLt algorithm runs. Slow, but right.
+template <typename T>
+__global__ void plain_gemm_kernel(T *c, const T *a, const T *b, const T *bias /*[N] or NULL*/,
+                                  int64_t batch, int64_t M, int64_t N, int64_t K, bool trans_a,
+                                  bool trans_b, float alpha, float beta, int64_t batch_stride_a,
+                                  int64_t batch_stride_b, int64_t batch_stride_c) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= batch * M * N) return;
+    int64_t bt = i / (M * N), m = i % (M * N) / N, n = i % N;
+    const T *ab = a + bt * batch_stride_a, *bb = b + bt * batch_stride_b;
+    float sum = 0.0f;
+    for (int64_t k = 0; k < K; k++)
+        sum += to_float(ab[trans_a ? k * M + m : m * K + k]) * to_float(bb[trans_b ? n * K + k : k * N + n]);
+    T *dst = c + bt * batch_stride_c + m * N + n;
+    float v = alpha * sum + (bias ? to_float(bias[n]) : 0.0f);
+    if (beta != 0.0f) v += beta * to_float(*dst);
+    *dst = from_float<T>(v);
+}
+
 // cuBLAS's recommendation for Hopper; smaller GPUs use less of it.
 const size_t workspace_bytes = 32u << 20;
+// Algorithms asked of the heuristic per problem: the best, and others to fall back on.
+const int max_algorithms = 8;
+// The bias epilogue's alignment.
+const uint32_t bias_alignment = 16;
 
 struct matmul_plan {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, c;  // cuBLASLt's A, B, C (= D), column-major
-    cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulAlgo_t algos[max_algorithms];  // the heuristic's answers, best first
+    int n_algos = 0;
+    int algo = 0;  // the first of them that ran
+    bool plain = false;  // no algorithm runs this problem: plain_gemm_kernel does
 };
 
 struct gemm_state {
@@ -76,6 +118,47 @@ cublasLtMatrixLayout_t make_layout(cudaDataType type, int64_t rows, int64_t cols
     return l;
 }
 
+// Why cuBLASLt did not run a problem, for the warning.
+void warn_plain(const char *why, cublasStatus_t st, dtype dt, int64_t batch, int64_t M, int64_t N,
+                int64_t K) {
+    log_warn("gemm: %s (%s) for %lld x [%lld x %lld] x [%lld x %lld] %s; using the plain kernel, "
+             "which is much slower", why, cublasLtGetStatusName(st), (long long)batch, (long long)M,
+             (long long)K, (long long)K, (long long)N, dtype_name(dt));
+}
+
+// The heuristic's algorithms for plan p, asked once: fp32 accumulation in every split.
+void choose_algorithms(matmul_plan &p, cublasLtHandle_t handle, const uint32_t align[4], dtype dt,
+                       int64_t batch, int64_t M, int64_t N, int64_t K) {
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t max_workspace = workspace_bytes;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                      &max_workspace, sizeof max_workspace));
+    const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++)
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &align[i], sizeof align[i]));
+    // Split-K partial sums only in the compute type (f32): in place in D or in D's type
+    // they would be rounded to bf16 before they are added.
+    uint32_t reductions = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                                                      &reductions, sizeof reductions));
+    cublasLtMatmulHeuristicResult_t results[max_algorithms];
+    int n_results = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.a, p.b, p.c, p.c, pref, max_algorithms,
+                                                       results, &n_results);
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(st);
+    for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < n_results; i++)
+        if (results[i].state == CUBLAS_STATUS_SUCCESS) p.algos[p.n_algos++] = results[i].algo;
+    if (p.n_algos == 0) {
+        warn_plain("cuBLASLt's heuristic has no algorithm", st == CUBLAS_STATUS_SUCCESS ? CUBLAS_STATUS_NOT_SUPPORTED : st,
+                   dt, batch, M, N, K);
+        p.plain = true;
+    }
+}
+
 }  // namespace
 
 void CUDA_FN(gemm)(tensor *c, const tensor *a, const tensor *b, const tensor *bias, int64_t batch,
@@ -102,6 +185,12 @@ void CUDA_FN(gemm)(tensor *c, const tensor *a, const tensor *b, const tensor *bi
     // A, our a its B, and the bias runs along its rows (our N), as the epilogue wants.
     const void *lt_a = tensor_data(b), *lt_b = tensor_data(a), *bias_data = bias ? tensor_data(bias) : nullptr;
     void *lt_c = tensor_data(c);
+    void *bias_copy = nullptr;  // freed after the launch: later work on the stream reuses it
+    if (bias && alignment_of(bias_data, 0, 1) < bias_alignment) {
+        bias_copy = CUDA_FN(alloc)((size_t)(N * elem));
+        CUDA_CHECK(cudaMemcpyAsync(bias_copy, bias_data, (size_t)(N * elem), cudaMemcpyDeviceToDevice, 0));
+        bias_data = bias_copy;
+    }
     // cuBLASLt's A, B, C and D (one buffer: C), as the heuristic's preference lists them.
     const uint32_t align[4] = {alignment_of(lt_a, batch_stride_b * elem, batch),
                                alignment_of(lt_b, batch_stride_a * elem, batch),
@@ -112,7 +201,7 @@ void CUDA_FN(gemm)(tensor *c, const tensor *a, const tensor *b, const tensor *bi
         batch_stride_c, bias != nullptr, align[0], align[1], align[2],
         bias ? alignment_of(bias_data, 0, 1) : 0};
     gemm_state &s = state();
-    std::lock_guard<std::mutex> hold(s.lock);
+    std::unique_lock<std::mutex> hold(s.lock);
     if (!s.handle) {
         CUBLAS_CHECK(cublasLtCreate(&s.handle));
         s.workspace = CUDA_FN(alloc)(workspace_bytes);
@@ -136,30 +225,38 @@ void CUDA_FN(gemm)(tensor *c, const tensor *a, const tensor *b, const tensor *bi
         p.a = trans_b ? make_layout(type, K, N, batch, batch_stride_b) : make_layout(type, N, K, batch, batch_stride_b);
         p.b = trans_a ? make_layout(type, M, K, batch, batch_stride_a) : make_layout(type, K, M, batch, batch_stride_a);
         p.c = make_layout(type, N, M, batch, batch_stride_c);
-        cublasLtMatmulPreference_t pref;
-        CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-        uint64_t max_workspace = workspace_bytes;
-        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                          &max_workspace, sizeof max_workspace));
-        const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
-            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-        for (int i = 0; i < 4; i++)
-            CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &align[i], sizeof align[i]));
-        cublasLtMatmulHeuristicResult_t result;
-        int n_results = 0;
-        CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(s.handle, p.desc, p.a, p.b, p.c, p.c, pref, 1,
-                                                    &result, &n_results));
-        CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-        CHECK(n_results == 1, "gemm: cuBLASLt has no algorithm for %lld x [%lld x %lld] x [%lld x %lld] %s",
-              (long long)batch, (long long)M, (long long)K, (long long)K, (long long)N, dtype_name(c->dtype));
-        p.algo = result.algo;
+        choose_algorithms(p, s.handle, align, c->dtype, batch, M, N, K);
         found = s.plans.emplace(key, p).first;
     }
-    const matmul_plan &p = found->second;
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_data,
-                                                sizeof bias_data));
-    // beta = 0 with C = D: cuBLASLt does not read C then, as the CPU does not.
-    CUBLAS_CHECK(cublasLtMatmul(s.handle, p.desc, &alpha, lt_a, p.a, lt_b, p.b, &beta, lt_c, p.c,
-                                lt_c, p.c, &p.algo, s.workspace, workspace_bytes, 0));
+    matmul_plan &p = found->second;
+    if (!p.plain) {
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_data,
+                                                    sizeof bias_data));
+        // beta = 0 with C = D: cuBLASLt does not read C then, as the CPU does not. An
+        // algorithm the matmul refuses is dropped for this problem and the next one tried.
+        cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
+        for (; p.algo < p.n_algos; p.algo++) {
+            st = cublasLtMatmul(s.handle, p.desc, &alpha, lt_a, p.a, lt_b, p.b, &beta, lt_c, p.c, lt_c, p.c,
+                                &p.algos[p.algo], s.workspace, workspace_bytes, 0);
+            if (st != CUBLAS_STATUS_NOT_SUPPORTED) break;
+        }
+        if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
+            warn_plain("cuBLASLt refused every algorithm of its heuristic", st, c->dtype, batch, M, N, K);
+            p.plain = true;
+        } else {
+            CUBLAS_CHECK(st);
+            check_launch(nullptr, "cublasLtMatmul", __FILE__, __LINE__, __func__);
+        }
+    }
+    bool plain = p.plain;
+    hold.unlock();
+    if (plain) {
+        DISPATCH_FLOAT(c->dtype, T, {
+            auto kernel = plain_gemm_kernel<T>;
+            LAUNCH(kernel, blocks_for(batch * M * N, 256), 256, 0, dev_ptr<T>(c), dev_ptr<const T>(a),
+                   dev_ptr<const T>(b), static_cast<const T *>(bias_data), batch, M, N, K, trans_a, trans_b, alpha,
+                   beta, batch_stride_a, batch_stride_b, batch_stride_c);
+        });
+    }
+    if (bias_copy) CUDA_FN(free)(bias_copy);
 }

@@ -7,9 +7,14 @@
 // that agree, in-place D only over C's own layout, type pairs, a bias pointer for the
 // bias epilogue), plus the alignment contract between the heuristic and the matmul,
 // which is what a caller most easily gets wrong: an algorithm chosen for 256-byte
-// aligned buffers may not be run on a view that starts 2 bytes in.
+// aligned buffers may not be run on a view that starts 2 bytes in. What else a caller
+// must survive is modelled too: split-K algorithms whose reduction scheme rounds the
+// partial sums to D's type (unless the preference's mask excludes them), a bias
+// epilogue that needs a 16-byte aligned bias, and (emu_cublaslt_set_faults) a heuristic
+// with no algorithm or a matmul that refuses the algorithm it was given.
 #include <cblas.h>
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "kernels/emu/cuda_emu.h"
@@ -34,13 +39,22 @@ struct cublasLtMatrixLayoutOpaque_t {
 struct cublasLtMatmulPreferenceOpaque_t {
     uint64_t max_workspace = 0;
     uint32_t alignment[4] = {256, 256, 256, 256};  // A, B, C, D
+    uint32_t reduction_schemes = CUBLASLT_REDUCTION_SCHEME_MASK;
 };
 
 namespace {
 
-// What an emulated algorithm relies on, kept in cublasLtMatmulAlgo_t's opaque words.
-enum { ALGO_MAGIC, ALGO_ALIGN_A, ALGO_ALIGN_B, ALGO_ALIGN_C, ALGO_ALIGN_D, ALGO_ALIGN_BIAS };
+// What an emulated algorithm relies on and how it reduces, kept in
+// cublasLtMatmulAlgo_t's opaque words: its position in the heuristic's list, and its
+// reduction scheme (NONE: no split of K).
+enum { ALGO_MAGIC, ALGO_ALIGN_A, ALGO_ALIGN_B, ALGO_ALIGN_C, ALGO_ALIGN_D, ALGO_ALIGN_BIAS, ALGO_RANK,
+       ALGO_REDUCTION };
 const uint64_t algo_magic = 0x656d752d6c74616cull;
+const uint64_t bias_alignment = 16;  // the bias epilogue's
+
+// emu_cublaslt_set_faults.
+std::atomic<bool> fault_no_algorithm{false};
+std::atomic<int> fault_refused{0};
 
 bool known_type(cudaDataType t) { return t == CUDA_R_32F || t == CUDA_R_16BF || t == CUDA_R_16F; }
 size_t type_size(cudaDataType t) { return t == CUDA_R_32F ? 4 : 2; }
@@ -96,6 +110,15 @@ void store(char *p, cudaDataType t, size_t i, float v) {
     }
 }
 
+// v rounded to type t and back.
+float rounded(cudaDataType t, float v) {
+    switch (t) {
+    case CUDA_R_16BF: return bf16_to_f32(f32_to_bf16(v));
+    case CUDA_R_16F: return f16_to_f32(f32_to_f16(v));
+    default: return v;
+    }
+}
+
 // One batch's stored matrix as a packed column-major float copy (ld = rows).
 void to_float(std::vector<float> &out, const char *p, const cublasLtMatrixLayoutOpaque_t *l) {
     out.resize(l->rows * l->cols);
@@ -105,6 +128,21 @@ void to_float(std::vector<float> &out, const char *p, const cublasLtMatrixLayout
 }
 
 }  // namespace
+
+extern "C" void emu_cublaslt_set_faults(bool no_algorithm, int refused) {
+    fault_no_algorithm = no_algorithm;
+    fault_refused = refused;
+}
+
+const char *cublasLtGetStatusName(cublasStatus_t status) {
+    switch (status) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    }
+    return "CUBLAS_STATUS_UNKNOWN";
+}
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle) {
     if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
@@ -202,6 +240,9 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
                                                     const void *buf, size_t size) {
     if (!pref) return CUBLAS_STATUS_INVALID_VALUE;
     switch (attr) {
+    case CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK:
+        return read_attribute(&pref->reduction_schemes, buf, size) ? CUBLAS_STATUS_SUCCESS
+                                                                   : CUBLAS_STATUS_INVALID_VALUE;
     case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES:
         return read_attribute(&pref->max_workspace, buf, size) ? CUBLAS_STATUS_SUCCESS
                                                                : CUBLAS_STATUS_INVALID_VALUE;
@@ -229,14 +270,26 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     if (!pref || requested <= 0 || !results || !returned) return CUBLAS_STATUS_INVALID_VALUE;
     cublasStatus_t st = check_problem(desc, Adesc, Bdesc, Cdesc, Ddesc);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
-    cublasLtMatmulHeuristicResult_t r = {};
-    r.algo.data[ALGO_MAGIC] = algo_magic;
-    for (int i = 0; i < 4; i++) r.algo.data[ALGO_ALIGN_A + i] = pref->alignment[i];
-    r.algo.data[ALGO_ALIGN_BIAS] = desc->bias ? alignment_of(desc->bias, 0, 1) : 1;
-    r.state = CUBLAS_STATUS_SUCCESS;
-    r.wavesCount = 1.0f;
-    results[0] = r;
-    *returned = 1;
+    *returned = 0;
+    if (fault_no_algorithm) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (desc->epilogue == CUBLASLT_EPILOGUE_BIAS && alignment_of(desc->bias, 0, 1) < bias_alignment)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    uint64_t k = desc->transa == CUBLAS_OP_N ? Adesc->cols : Adesc->rows;
+    const uint32_t schemes[4] = {CUBLASLT_REDUCTION_SCHEME_INPLACE, CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE,
+                                 CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE, CUBLASLT_REDUCTION_SCHEME_NONE};
+    for (uint32_t scheme : schemes) {
+        bool split = scheme != CUBLASLT_REDUCTION_SCHEME_NONE;
+        if (*returned == requested || (split && (k < 2 || !(pref->reduction_schemes & scheme)))) continue;
+        cublasLtMatmulHeuristicResult_t r = {};
+        r.algo.data[ALGO_MAGIC] = algo_magic;
+        for (int i = 0; i < 4; i++) r.algo.data[ALGO_ALIGN_A + i] = pref->alignment[i];
+        r.algo.data[ALGO_ALIGN_BIAS] = desc->bias ? alignment_of(desc->bias, 0, 1) : 1;
+        r.algo.data[ALGO_RANK] = (uint64_t)*returned;
+        r.algo.data[ALGO_REDUCTION] = scheme;
+        r.state = CUBLAS_STATUS_SUCCESS;
+        r.wavesCount = 1.0f;
+        results[(*returned)++] = r;
+    }
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -252,6 +305,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         return CUBLAS_STATUS_INVALID_VALUE;
     cublasStatus_t st = check_problem(desc, Adesc, Bdesc, Cdesc, Ddesc);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
+    if (algo->data[ALGO_RANK] < (uint64_t)fault_refused.load()) return CUBLAS_STATUS_NOT_SUPPORTED;
     // In place only over the same layout (the library's rule for C == D).
     if (C == D && (Cdesc->ld != Ddesc->ld || Cdesc->batch_stride != Ddesc->batch_stride))
         return CUBLAS_STATUS_INVALID_VALUE;
@@ -264,25 +318,43 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     bool with_bias = desc->epilogue == CUBLASLT_EPILOGUE_BIAS;
     if (with_bias &&
         alignment_of(desc->bias, desc->bias_batch_stride * (int64_t)type_size(Ddesc->type),
-                     Ddesc->batch) < algo->data[ALGO_ALIGN_BIAS])
+                     Ddesc->batch) < std::max(algo->data[ALGO_ALIGN_BIAS], bias_alignment))
         return CUBLAS_STATUS_NOT_SUPPORTED;
 
     int m = (int)Ddesc->rows, n = (int)Ddesc->cols;
     int k = (int)(desc->transa == CUBLAS_OP_N ? Adesc->cols : Adesc->rows);
     if (!m || !n) return CUBLAS_STATUS_SUCCESS;
     float a = *static_cast<const float *>(alpha), b = *static_cast<const float *>(beta);
-    std::vector<float> af, bf, product((size_t)m * n);
+    // A split-K algorithm computes the products of K's two halves apart and adds them by
+    // its reduction scheme: in place in D or through D's type rounds each partial sum
+    // (and their sum) to D's type first.
+    uint64_t scheme = algo->data[ALGO_REDUCTION];
+    int splits = scheme == CUBLASLT_REDUCTION_SCHEME_NONE ? 1 : 2;
+    bool round_partials = scheme == CUBLASLT_REDUCTION_SCHEME_INPLACE || scheme == CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
+    std::vector<float> af, bf, partial((size_t)m * n), product((size_t)m * n);
     for (int batch = 0; batch < Ddesc->batch; batch++) {
         auto at = [batch](const void *p, const cublasLtMatrixLayoutOpaque_t *l) {
             return static_cast<const char *>(p) + batch * l->batch_stride * (int64_t)type_size(l->type);
         };
         to_float(af, at(A, Adesc), Adesc);
         to_float(bf, at(B, Bdesc), Bdesc);
-        cblas_sgemm(CblasColMajor, desc->transa == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-                    desc->transb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, a,
-                    af.data(), (int)std::max<uint64_t>(Adesc->rows, 1), bf.data(),
-                    (int)std::max<uint64_t>(Bdesc->rows, 1), 0.0f,
-                    product.data(), m);
+        int lda = (int)std::max<uint64_t>(Adesc->rows, 1), ldb = (int)std::max<uint64_t>(Bdesc->rows, 1);
+        for (int split = 0; split < splits; split++) {
+            int k0 = split * (k / 2), k1 = splits == 1 || split == 1 ? k : k / 2;
+            // op(A)'s columns k0..k1 and op(B)'s rows k0..k1 in the packed column-major copies.
+            const float *as = af.data() + (desc->transa == CUBLAS_OP_N ? (size_t)k0 * lda : (size_t)k0);
+            const float *bs = bf.data() + (desc->transb == CUBLAS_OP_N ? (size_t)k0 : (size_t)k0 * ldb);
+            cblas_sgemm(CblasColMajor, desc->transa == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                        desc->transb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k1 - k0, a, as, lda, bs,
+                        ldb, 0.0f, (split ? partial : product).data(), m);
+            if (round_partials)
+                for (size_t i = 0; i < product.size(); i++) {
+                    if (split) product[i] += rounded(Ddesc->type, partial[i]);
+                    product[i] = rounded(Ddesc->type, product[i]);
+                }
+            else if (split)
+                for (size_t i = 0; i < product.size(); i++) product[i] += partial[i];
+        }
         const char *Cb = at(C, Cdesc), *bias = nullptr;
         if (with_bias)
             bias = static_cast<const char *>(desc->bias) +

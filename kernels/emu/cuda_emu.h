@@ -35,7 +35,7 @@
 //   printf       as on the host
 // Host side: cudaMalloc cudaFree cudaMemcpy(Async) cudaMemset(Async), streams and
 // events, cudaDeviceSynchronize, cudaGetLastError cudaPeekAtLastError
-// cudaGetErrorString cudaGetDeviceCount cudaFuncSetAttribute; cuBLASLt: handles,
+// cudaGetErrorString cudaGetDeviceCount cudaFuncSetAttribute cudaFuncGetName; cuBLASLt: handles,
 // matmul/layout/preference descriptors, the heuristic and cublasLtMatmul (f32, bf16 and
 // f16 data, CUBLAS_COMPUTE_32F, bias epilogue). Launches and copies are synchronous.
 //
@@ -358,7 +358,9 @@ enum cudaError {
     cudaErrorInvalidValue = 1,
     cudaErrorMemoryAllocation = 2,
     cudaErrorInvalidMemcpyDirection = 21,
+    cudaErrorInvalidDeviceFunction = 98,
     cudaErrorInvalidResourceHandle = 400,
+    cudaErrorIllegalAddress = 700,
 };
 typedef enum cudaError cudaError_t;
 
@@ -400,6 +402,10 @@ cudaError_t cudaGetLastError(void);
 cudaError_t cudaPeekAtLastError(void);
 const char *cudaGetErrorString(cudaError_t error);
 cudaError_t cudaGetDeviceCount(int *count);
+// The emulator keeps no names for kernels (they are plain host functions, mostly in
+// anonymous namespaces): answers cudaErrorInvalidDeviceFunction, so callers fall back
+// to the name they wrote.
+cudaError_t cudaFuncGetName(const char **name, const void *func);
 
 namespace emu {
 cudaError_t set_function_attribute(cudaFuncAttribute attribute, int value);
@@ -453,7 +459,8 @@ typedef enum {  // BATCH_COUNT int32_t, STRIDED_BATCH_OFFSET int64_t (elements)
     CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT = 5,
     CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET = 6,
 } cublasLtMatrixLayoutAttribute_t;
-typedef enum {  // MAX_WORKSPACE_BYTES uint64_t, the alignments uint32_t (default 256)
+typedef enum {  // MAX_WORKSPACE_BYTES uint64_t, the alignments and the mask uint32_t
+    CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK = 3,  // default CUBLASLT_REDUCTION_SCHEME_MASK
     CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
@@ -461,6 +468,17 @@ typedef enum {  // MAX_WORKSPACE_BYTES uint64_t, the alignments uint32_t (defaul
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8,
 } cublasLtMatmulPreferenceAttributes_t;
 
+// How split-K algorithms add their partial sums: in place in D or in D's type (both
+// rounded to D's type, bf16 say, before the final sum), or in the compute type.
+typedef enum {
+    CUBLASLT_REDUCTION_SCHEME_NONE = 0,
+    CUBLASLT_REDUCTION_SCHEME_INPLACE = 1,
+    CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE = 2,
+    CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE = 4,
+    CUBLASLT_REDUCTION_SCHEME_MASK = 7,
+} cublasLtReductionScheme_t;
+
+const char *cublasLtGetStatusName(cublasStatus_t status);
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle);
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle);
 // Compute type CUBLAS_COMPUTE_32F with scale type CUDA_R_32F only.
@@ -482,10 +500,16 @@ cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref);
 cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
                                                     cublasLtMatmulPreferenceAttributes_t attr,
                                                     const void *buf, size_t sizeInBytes);
-// One algorithm when the problem is valid. Like the library's, it may rely on every
-// buffer being as aligned as the preference says (256 bytes unless told) and on the
-// bias being as aligned as the pointer in the descriptor now; cublasLtMatmul answers
-// CUBLAS_STATUS_NOT_SUPPORTED when a buffer of any batch is less aligned than that.
+// Up to `requested` algorithms when the problem is valid, best first: when K >= 2,
+// split-K ones (K in two halves) with each reduction scheme the preference allows (in
+// place first, as a heuristic may rank it for long reductions), then one without a
+// split. Like the library's, they may rely on every buffer being as aligned as the
+// preference says (256 bytes unless told) and on the bias being as aligned as the
+// pointer in the descriptor now; cublasLtMatmul answers CUBLAS_STATUS_NOT_SUPPORTED when
+// a buffer of any batch is less aligned than that. A bias pointer less than 16-byte
+// aligned has no algorithm (CUBLAS_STATUS_NOT_SUPPORTED, none returned).
+// emu_cublaslt_set_faults (kernels/emu/emu.h) makes it answer no algorithm at all, or
+// the matmul refuse the first algorithms of the list.
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
                                               cublasLtMatrixLayout_t Adesc,
                                               cublasLtMatrixLayout_t Bdesc,

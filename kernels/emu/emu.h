@@ -20,6 +20,22 @@ bool emu_reverse_order(void);
 void emu_set_memory_limit(size_t bytes);
 size_t emu_allocated_bytes(void);
 
+// A fault inside the next kernel launched (e.g. 700, cudaErrorIllegalAddress), as a GPU
+// reports one: not at the launch but at the next synchronising call (cudaMemcpy,
+// cudaDeviceSynchronize, ...), which from then on all return it (the error is sticky, the
+// device unusable). 0 clears it. For testing how faults are reported.
+void emu_inject_fault(int error);
+
+// What the emulated cuBLASLt refuses, as the library may on some GPU and problem: with
+// no_algorithm the heuristic answers CUBLAS_STATUS_NOT_SUPPORTED and no algorithm; with
+// refused = n, cublasLtMatmul answers CUBLAS_STATUS_NOT_SUPPORTED for the first n
+// algorithms of every heuristic's list. (false, 0) is the library's normal behaviour.
+void emu_cublaslt_set_faults(bool no_algorithm, int refused);
+
+// The cuda-emu backend's SDFT_CUDA_SYNC switch (kernels/cuda/backend.cu): read the
+// environment variable again (the backend reads it once, at its first launch).
+void emu_sync_launches_from_env(void);
+
 // The self-test: every emulated feature against a plain host computation. Prints
 // each failed check and returns how many failed.
 int emu_selftest_run(void);

@@ -539,7 +539,8 @@ cublasLtMatrixLayout_t lt_layout(cudaDataType t, int rows, int cols, int ld, int
     return l;
 }
 
-// A heuristic preference that promises every buffer is aligned to `align` bytes.
+// A heuristic preference that promises every buffer is aligned to `align` bytes and
+// allows split-K only with partial sums in f32 (the others round them to D's type).
 cublasLtMatmulPreference_t lt_preference(uint32_t align) {
     cublasLtMatmulPreference_t p = nullptr;
     SELF_CHECK(cublasLtMatmulPreferenceCreate(&p) == CUBLAS_STATUS_SUCCESS, "preference");
@@ -547,6 +548,10 @@ cublasLtMatmulPreference_t lt_preference(uint32_t align) {
         SELF_CHECK(cublasLtMatmulPreferenceSetAttribute(p, (cublasLtMatmulPreferenceAttributes_t)a, &align,
                                                         sizeof align) == CUBLAS_STATUS_SUCCESS,
                    "alignment preference");
+    uint32_t reductions = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    SELF_CHECK(cublasLtMatmulPreferenceSetAttribute(p, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reductions,
+                                                    sizeof reductions) == CUBLAS_STATUS_SUCCESS,
+               "reduction scheme preference");
     return p;
 }
 

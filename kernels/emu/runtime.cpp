@@ -30,6 +30,18 @@ std::atomic<size_t> opt_in{0};
 // As in CUDA, each host thread has its own last error; a call that fails sets it.
 thread_local cudaError_t last_error = cudaSuccess;
 
+// A fault for the next launch (emu_inject_fault), and the device's sticky error once a
+// launch has faulted: synchronising calls return it from then on, as after a GPU fault.
+std::atomic<int> injected_fault{0}, device_error{0};
+
+cudaError_t fail(cudaError_t e);
+
+// What a synchronising call returns first: the sticky error of a faulted kernel.
+cudaError_t device_fault(void) {
+    cudaError_t e = (cudaError_t)device_error.load();
+    return e == cudaSuccess ? e : fail(e);
+}
+
 cudaError_t fail(cudaError_t e) {
     last_error = e;
     return e;
@@ -59,6 +71,11 @@ cudaError_t check_copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
 
 }  // namespace
 
+extern "C" void emu_inject_fault(int error) {
+    injected_fault = error;
+    if (error == 0) device_error = 0;
+}
+
 extern "C" void emu_set_memory_limit(size_t bytes) {
     std::lock_guard<std::mutex> hold(allocations_lock);
     memory_limit = bytes;
@@ -71,6 +88,11 @@ extern "C" size_t emu_allocated_bytes(void) {
 
 namespace emu {
 size_t dynamic_shared_opt_in(void) { return opt_in.load(); }
+
+void launch_finished(void) {
+    int fault = injected_fault.exchange(0);
+    if (fault) device_error = fault;
+}
 
 cudaError_t set_function_attribute(cudaFuncAttribute attribute, int value) {
     if (attribute != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
@@ -113,6 +135,7 @@ cudaError_t cudaFree(void *ptr) {
 }
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    if (device_error) return device_fault();  // a synchronous copy waits for the kernels before it
     cudaError_t e = check_copy(dst, src, bytes, kind);
     // memcpy, not memmove: overlapping copies are undefined in CUDA and ASan reports them.
     if (e == cudaSuccess && bytes) memcpy(dst, src, bytes);
@@ -147,7 +170,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     return cudaSuccess;
 }
 
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return device_fault(); }
 
 cudaError_t cudaEventCreate(cudaEvent_t *event) {
     if (!event) return fail(cudaErrorInvalidValue);
@@ -171,7 +194,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-    return event ? cudaSuccess : fail(cudaErrorInvalidResourceHandle);
+    return event ? device_fault() : fail(cudaErrorInvalidResourceHandle);
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
@@ -182,7 +205,7 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) 
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { return device_fault(); }
 
 cudaError_t cudaGetLastError(void) {
     cudaError_t e = last_error;
@@ -198,9 +221,16 @@ const char *cudaGetErrorString(cudaError_t error) {
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
+    case cudaErrorInvalidDeviceFunction: return "invalid device function";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     }
     return "unrecognized error code";
+}
+
+cudaError_t cudaFuncGetName(const char **name, const void *func) {
+    if (!name || !func) return fail(cudaErrorInvalidValue);
+    return fail(cudaErrorInvalidDeviceFunction);
 }
 
 cudaError_t cudaGetDeviceCount(int *count) {

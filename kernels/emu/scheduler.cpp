@@ -538,6 +538,7 @@ void launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, kernel_body body
         begin_launch(w, L);
         run_block(w, 0);
         end_launch(w);
+        launch_finished();
         return;
     }
     // Block i always runs on OS thread i % threads: with the same thread count every
@@ -550,6 +551,7 @@ void launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, kernel_body body
         for (long long i = 0; i < (long long)blocks; i++) run_block(w, (unsigned)i);
         end_launch(w);
     }
+    launch_finished();
 }
 
 void sync_threads(const char *file, int line) {
