@@ -332,6 +332,10 @@ static int bind_string(const reader *r, const yaml_node_t *n, char **dst, const 
     return 0;
 }
 
+static bool in_range(const cfg_field *f, double v) {
+    return (f->above_min ? v > f->min : v >= f->min) && (f->below_max ? v < f->max : v <= f->max);
+}
+
 static int bind_number(const reader *r, const yaml_node_t *n, const cfg_field *f, char *dst,
                        const char *name) {
     const char *expected = f->type == CFG_FLOAT ? "a number" : "an integer";
@@ -347,8 +351,12 @@ static int bind_number(const reader *r, const yaml_node_t *n, const cfg_field *f
         return fail(r, &n->start_mark, "%s: %s is out of range for %s", name, s,
                     f->type == CFG_INT ? "an int" : "a 64-bit integer");
     if (f->type != CFG_FLOAT) v = (double)i;
-    if (f->min < f->max && !(v >= f->min && v <= f->max))
-        return fail(r, &n->start_mark, "%s: %s is out of range [%g, %g]", name, s, f->min, f->max);
+    // .nan, .inf and decimals beyond a double (1e999) would reach the model as NaN or
+    // infinity, whatever the field's range.
+    if (!isfinite(v)) return fail(r, &n->start_mark, "%s: %s is not a finite number", name, s);
+    if (!in_range(f, v))
+        return fail(r, &n->start_mark, "%s: %s is out of range %c%g, %g%c", name, s, f->above_min ? '(' : '[',
+                    f->min, f->max, f->below_max ? ')' : ']');
     if (f->type == CFG_INT)
         *(int *)dst = (int)i;
     else if (f->type == CFG_INT64)
@@ -501,6 +509,8 @@ static void apply_defaults(const cfg_schema *s, char *base, const char *where) {
         const cfg_field *f = &s->fields[i];
         char name[NAME_LEN];
         join(name, where, f->key);
+        bool number = f->type == CFG_INT || f->type == CFG_INT64 || f->type == CFG_FLOAT;
+        CHECK(!number || f->min < f->max, "schema field %s: a number needs a range (min < max)", name);
         if (f->type == CFG_SECTION) {
             apply_defaults(f->section, base + f->offset, name);
         } else if (f->def) {

@@ -31,8 +31,10 @@
 //   int, int64   decimal, optional sign; no leading zeros (YAML 1.1 would read 010
 //                as octal), no `_`, no hex. A quoted "8" is a string, refused.
 //   float        decimal with optional point and exponent: 1e-4, 5.0e-5, .5, 3, -2.;
-//                also .inf, -.inf, .nan. (PyYAML wants a point and a signed exponent
-//                and reads 1e-4 as a string; we accept it as the number it means.)
+//                .inf, -.inf and .nan read as YAML defines them, and are refused as
+//                values: a number must be finite and in its field's range. (PyYAML
+//                wants a point and a signed exponent and reads 1e-4 as a string; we
+//                accept it as the number it means.)
 //   bool         true/false, yes/no, on/off, each as lower, Capitalised or UPPER
 //                case; y/n are not booleans (as in PyYAML).
 //   enum         one of the field's choices, exactly; stored as its index (int).
@@ -101,7 +103,11 @@ typedef struct {
     // The default as a value would be written on the command line ("1e-4", "true",
     // "cosine", "[a, b]", a string verbatim); NULL: zero, false, NULL or empty.
     const char *def;
-    double min, max;   // numbers: the value must lie in [min, max] when min < max
+    // Numbers: every number field has a range, min < max, and a value outside it (or
+    // not finite: .nan, .inf, 1e999) is an error naming the key. The range is [min, max],
+    // or open at an end that above_min / below_max exclude: (0, 1] for an epsilon.
+    double min, max;
+    bool above_min, below_max;
     const char *help;  // one line, for --help
 } cfg_field;
 

@@ -1,5 +1,6 @@
 #include "core/json_reader.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,17 +40,24 @@ bool json_bool(json_reader *r, const char *key, bool *out) {
     return true;
 }
 
-bool json_number(json_reader *r, const char *key, double *out) {
+bool json_number(json_reader *r, const char *key, double lo, double hi, double *out) {
     const cJSON *v = json_item(r, key);
     if (!v) return false;
     if (!cJSON_IsNumber(v)) return json_reader_fail(r, key, "expected a number"), false;
-    if (!r->failed) *out = v->valuedouble;
+    // cJSON reads 1e999 (and read_json_object Python's Infinity) as an infinity.
+    double d = v->valuedouble;
+    if (!(isfinite(d) && d >= lo && d <= hi)) {
+        char what[128];
+        snprintf(what, sizeof what, "expected a finite number from %g to %g, got %g", lo, hi, d);
+        return json_reader_fail(r, key, what), false;
+    }
+    if (!r->failed) *out = d;
     return true;
 }
 
-bool json_float(json_reader *r, const char *key, float *out) {
+bool json_float(json_reader *r, const char *key, float lo, float hi, float *out) {
     double d;
-    if (!json_number(r, key, &d)) return false;
+    if (!json_number(r, key, lo, hi, &d)) return false;
     if (!r->failed) *out = (float)d;
     return true;
 }
@@ -157,7 +165,7 @@ void json_require_string(json_reader *r, const char *key, const char *only) {
 
 void json_require_number(json_reader *r, const char *key, double only) {
     double v;
-    if (json_number(r, key, &v) && !r->failed && v != only) {
+    if (json_number(r, key, -DBL_MAX, DBL_MAX, &v) && !r->failed && v != only) {
         char what[64];
         snprintf(what, sizeof what, "is not supported (only %g)", only);
         json_reader_fail(r, key, what);

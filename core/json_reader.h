@@ -29,8 +29,9 @@ const cJSON *json_item(json_reader *r, const char *key);
 // Each reader leaves *out alone and returns false when the key is absent (or on a
 // type error, which it records).
 bool json_bool(json_reader *r, const char *key, bool *out);
-bool json_number(json_reader *r, const char *key, double *out);
-bool json_float(json_reader *r, const char *key, float *out);
+// Numbers must be finite and in [lo, hi] (an infinity, as 1e999 reads, is refused).
+bool json_number(json_reader *r, const char *key, double lo, double hi, double *out);
+bool json_float(json_reader *r, const char *key, float lo, float hi, float *out);
 bool json_int(json_reader *r, const char *key, int lo, int hi, int *out);
 bool json_string(json_reader *r, const char *key, const char **out);  // borrowed
 // A string that must be one of `choices` (NULL-terminated); *index gets its position.

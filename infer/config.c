@@ -1,6 +1,7 @@
 #include "infer/config.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,14 @@ static int json_block_types(json_reader *r, const char *key, int *out, const cha
     return n;
 }
 
-#define POSITIVE 1, 1 << 20  // the range of a count or a width
+// Ranges of the values read.
+#define WIDTH 1, CFG_MAX_WIDTH
+#define DEPTH 1, CFG_MAX_DEPTH
+#define LAYERS_PER_BLOCK 1, CFG_MAX_LAYERS_PER_BLOCK
+#define SAMPLE_SIZE 1, CFG_MAX_SAMPLE_SIZE
+// A normalisation's epsilon is above zero, so that a constant input divides by no zero.
+#define EPSILON FLT_MIN, 1.0f
+#define FACTOR FLT_MIN, 1000.0f  // a positive scale
 
 // --- CLIP text model (transformers' CLIPTextConfig) ---------------------------------------------
 
@@ -48,13 +56,13 @@ int clip_config_load(clip_config *c, const char *path) {
     *c = (clip_config){.vocab_size = 49408, .hidden_size = 512, .intermediate_size = 2048,
                        .num_hidden_layers = 12, .num_attention_heads = 8,
                        .max_position_embeddings = 77, .layer_norm_eps = 1e-5f};
-    json_int(&j, "vocab_size", POSITIVE, &c->vocab_size);
-    json_int(&j, "hidden_size", POSITIVE, &c->hidden_size);
-    json_int(&j, "intermediate_size", POSITIVE, &c->intermediate_size);
-    json_int(&j, "num_hidden_layers", POSITIVE, &c->num_hidden_layers);
-    json_int(&j, "num_attention_heads", POSITIVE, &c->num_attention_heads);
-    json_int(&j, "max_position_embeddings", POSITIVE, &c->max_position_embeddings);
-    json_float(&j, "layer_norm_eps", &c->layer_norm_eps);
+    json_int(&j, "vocab_size", 1, CFG_MAX_VOCAB, &c->vocab_size);
+    json_int(&j, "hidden_size", WIDTH, &c->hidden_size);
+    json_int(&j, "intermediate_size", WIDTH, &c->intermediate_size);
+    json_int(&j, "num_hidden_layers", DEPTH, &c->num_hidden_layers);
+    json_int(&j, "num_attention_heads", WIDTH, &c->num_attention_heads);
+    json_int(&j, "max_position_embeddings", 1, CFG_MAX_POSITIONS, &c->max_position_embeddings);
+    json_float(&j, "layer_norm_eps", EPSILON, &c->layer_norm_eps);
     static const char *const acts[] = {"quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh", NULL};
     static const int act_of[] = {CLIP_QUICK_GELU, CLIP_GELU, CLIP_GELU_TANH, CLIP_GELU_TANH};
     int act = 0;
@@ -82,20 +90,20 @@ int unet_config_load(unet_config *c, const char *path) {
                        .layers_per_block = 2, .cross_attention_dim = 1280, .norm_num_groups = 32,
                        .norm_eps = 1e-5f, .flip_sin_to_cos = true, .downsample_padding = 1,
                        .mid_block_scale_factor = 1};
-    json_int(&j, "in_channels", POSITIVE, &c->in_channels);
-    json_int(&j, "out_channels", POSITIVE, &c->out_channels);
-    json_int(&j, "sample_size", POSITIVE, &c->sample_size);
-    json_int(&j, "layers_per_block", POSITIVE, &c->layers_per_block);
-    json_int(&j, "cross_attention_dim", POSITIVE, &c->cross_attention_dim);
-    json_int(&j, "norm_num_groups", POSITIVE, &c->norm_num_groups);
-    json_float(&j, "norm_eps", &c->norm_eps);
+    json_int(&j, "in_channels", WIDTH, &c->in_channels);
+    json_int(&j, "out_channels", WIDTH, &c->out_channels);
+    json_int(&j, "sample_size", SAMPLE_SIZE, &c->sample_size);
+    json_int(&j, "layers_per_block", LAYERS_PER_BLOCK, &c->layers_per_block);
+    json_int(&j, "cross_attention_dim", WIDTH, &c->cross_attention_dim);
+    json_int(&j, "norm_num_groups", WIDTH, &c->norm_num_groups);
+    json_float(&j, "norm_eps", EPSILON, &c->norm_eps);
     json_bool(&j, "use_linear_projection", &c->use_linear_projection);
     json_bool(&j, "upcast_attention", &c->upcast_attention);
     json_bool(&j, "flip_sin_to_cos", &c->flip_sin_to_cos);
-    json_float(&j, "freq_shift", &c->freq_shift);
+    json_float(&j, "freq_shift", 0, 1, &c->freq_shift);
     json_int(&j, "downsample_padding", 0, 16, &c->downsample_padding);
-    json_float(&j, "mid_block_scale_factor", &c->mid_block_scale_factor);
-    int n = json_int_list(&j, "block_out_channels", CFG_MAX_BLOCKS, POSITIVE, c->block_out_channels);
+    json_float(&j, "mid_block_scale_factor", FACTOR, &c->mid_block_scale_factor);
+    int n = json_int_list(&j, "block_out_channels", CFG_MAX_BLOCKS, WIDTH, c->block_out_channels);
     c->n_blocks = n;
     int down[CFG_MAX_BLOCKS], up[CFG_MAX_BLOCKS];
     int nd = json_block_types(&j, "down_block_types", down, "DownBlock2D", "CrossAttnDownBlock2D");
@@ -110,9 +118,9 @@ int unet_config_load(unet_config *c, const char *path) {
     }
     // SD1/SD2 configs name the head count attention_head_dim (a diffusers naming
     // slip it keeps for compatibility); num_attention_heads wins when present.
-    if (n && !json_int_or_list(&j, "num_attention_heads", n, POSITIVE, c->heads))
-        json_int_or_list(&j, "attention_head_dim", n, POSITIVE, c->heads);
-    if (n) json_int_or_list(&j, "transformer_layers_per_block", n, POSITIVE, c->transformer_layers);
+    if (n && !json_int_or_list(&j, "num_attention_heads", n, WIDTH, c->heads))
+        json_int_or_list(&j, "attention_head_dim", n, WIDTH, c->heads);
+    if (n) json_int_or_list(&j, "transformer_layers_per_block", n, DEPTH, c->transformer_layers);
     for (int i = 0; i < n && !j.failed; i++) {
         if (c->block_out_channels[i] % c->heads[i])
             json_reader_fail(&j, "attention_head_dim", "each block's head count must divide its channels");
@@ -168,17 +176,17 @@ int vae_config_load(vae_config *c, const char *path) {
                       .layers_per_block = 1, .norm_num_groups = 32, .scaling_factor = 0.18215f,
                       .use_quant_conv = true, .use_post_quant_conv = true,
                       .mid_block_add_attention = true};
-    json_int(&j, "in_channels", POSITIVE, &c->in_channels);
-    json_int(&j, "out_channels", POSITIVE, &c->out_channels);
-    json_int(&j, "latent_channels", POSITIVE, &c->latent_channels);
-    json_int(&j, "sample_size", POSITIVE, &c->sample_size);
-    json_int(&j, "layers_per_block", POSITIVE, &c->layers_per_block);
-    json_int(&j, "norm_num_groups", POSITIVE, &c->norm_num_groups);
-    json_float(&j, "scaling_factor", &c->scaling_factor);
+    json_int(&j, "in_channels", WIDTH, &c->in_channels);
+    json_int(&j, "out_channels", WIDTH, &c->out_channels);
+    json_int(&j, "latent_channels", WIDTH, &c->latent_channels);
+    json_int(&j, "sample_size", SAMPLE_SIZE, &c->sample_size);
+    json_int(&j, "layers_per_block", LAYERS_PER_BLOCK, &c->layers_per_block);
+    json_int(&j, "norm_num_groups", WIDTH, &c->norm_num_groups);
+    json_float(&j, "scaling_factor", FACTOR, &c->scaling_factor);
     json_bool(&j, "use_quant_conv", &c->use_quant_conv);
     json_bool(&j, "use_post_quant_conv", &c->use_post_quant_conv);
     json_bool(&j, "mid_block_add_attention", &c->mid_block_add_attention);
-    int n = json_int_list(&j, "block_out_channels", CFG_MAX_BLOCKS, POSITIVE, c->block_out_channels);
+    int n = json_int_list(&j, "block_out_channels", CFG_MAX_BLOCKS, WIDTH, c->block_out_channels);
     c->n_blocks = n;
     int types[CFG_MAX_BLOCKS];
     if (!j.failed && json_block_types(&j, "down_block_types", types, "DownEncoderBlock2D", NULL) != n)

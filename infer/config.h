@@ -8,7 +8,16 @@
 #pragma once
 #include <stdbool.h>
 
-#define CFG_MAX_BLOCKS 6
+// The largest counts and sizes a config.json may give (SD1/SD2 and SDXL stay well
+// inside them); a file beyond one is an error naming the file and the key. Arrays
+// sized by these, such as unet_forward's stack of skip connections, cannot overflow.
+#define CFG_MAX_BLOCKS 6             // resolution levels of a UNet or a VAE (SD: 4)
+#define CFG_MAX_LAYERS_PER_BLOCK 8   // ResNets in a down block (SD: 2; an up block has one more)
+#define CFG_MAX_DEPTH 64             // transformer layers: the text encoder's, or per UNet block
+#define CFG_MAX_WIDTH 16384          // channels, hidden and feed-forward sizes, head counts
+#define CFG_MAX_VOCAB (1 << 20)      // token ids (CLIP: 49408)
+#define CFG_MAX_POSITIONS 4096       // text encoder positions (CLIP: 77)
+#define CFG_MAX_SAMPLE_SIZE 8192     // sample_size: a side in pixels or latent pixels
 
 typedef struct {
     int vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads;

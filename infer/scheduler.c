@@ -29,6 +29,7 @@
 #include "infer/scheduler.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +61,10 @@ static void read_options(json_reader *r, noise_schedule *ns) {
     char s[32];
 
     json_int(r, "num_train_timesteps", 2, 100000, &ns->num_train_timesteps);
-    json_number(r, "beta_start", &ns->beta_start);
-    json_number(r, "beta_end", &ns->beta_end);
+    // A beta of 0 gives a zero sigma (whose log the samplers take), 1 a zero alpha;
+    // 0.999 is diffusers' own cap (betas_for_alpha_bar's max_beta).
+    json_number(r, "beta_start", DBL_MIN, 0.999, &ns->beta_start);
+    json_number(r, "beta_end", DBL_MIN, 0.999, &ns->beta_end);
     read_choice(r, "beta_schedule", beta_schedules, ns->beta_schedule, sizeof ns->beta_schedule);
     if (read_choice(r, "prediction_type", predictions, s, sizeof s))
         ns->prediction = strcmp(s, "epsilon") == 0 ? PRED_EPSILON
@@ -74,7 +77,7 @@ static void read_options(json_reader *r, noise_schedule *ns) {
     json_bool(r, "skip_prk_steps", &ns->skip_prk_steps);
     json_bool(r, "clip_sample", &ns->clip_sample);
     double range;
-    if (json_number(r, "clip_sample_range", &range)) ns->clip_sample_range = (float)range;
+    if (json_number(r, "clip_sample_range", FLT_MIN, FLT_MAX, &range)) ns->clip_sample_range = (float)range;
     json_bool(r, "rescale_betas_zero_snr", &ns->rescale_betas_zero_snr);
     read_choice(r, "variance_type", variance_types, ns->variance_type, sizeof ns->variance_type);
     read_choice(r, "final_sigmas_type", final_sigmas, ns->final_sigmas_type, sizeof ns->final_sigmas_type);
@@ -92,9 +95,9 @@ static void read_options(json_reader *r, noise_schedule *ns) {
     json_require_absent(r, "sigma_min", "a custom sigma range is not implemented");
     json_require_absent(r, "sigma_max", "a custom sigma range is not implemented");
     // diffusers saves the default, -inf, as Python's -Infinity (read_json_object
-    // reads it as -inf).
-    double lambda_min;
-    if (json_number(r, "lambda_min_clipped", &lambda_min) && lambda_min != -INFINITY)
+    // reads it as -inf), the one infinity a config may hold.
+    const cJSON *lambda_min = json_item(r, "lambda_min_clipped");
+    if (lambda_min && !(cJSON_IsNumber(lambda_min) && lambda_min->valuedouble == -INFINITY))
         json_reader_fail(r, "lambda_min_clipped", "clipping lambda is not implemented");
 
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(r->root, "_class_name");

@@ -223,15 +223,19 @@ tensor *unet_forward(const unet_model *m, tensor *sample, tensor *timesteps, ten
     tensor *h = nn_conv_forward(&m->conv_in, x);
     tensor_free(x);
 
-    // Skip connections, pushed on the way down and popped on the way up.
-    tensor *skips[1 + CFG_MAX_BLOCKS * 8];
+    // Skip connections, pushed on the way down and popped on the way up: conv_in's
+    // output, each down layer's and each downsampler's. unet_config_load bounds the
+    // counts, so the stack holds them all.
+    tensor *skips[1 + CFG_MAX_BLOCKS * (CFG_MAX_LAYERS_PER_BLOCK + 1)];
+    const int max_skips = (int)(sizeof skips / sizeof *skips);
     int n_skips = 0;
     skips[n_skips++] = tensor_retain(h);
     for (int i = 0; i < n; i++) {
         const unet_block *b = &m->down[i];
         for (int j = 0; j < b->n_layers; j++) {
+        CHECK(n_skips + b->n_layers + b->has_sampler <= max_skips, "unet_forward: more skip connections than %d",
+              max_skips);
             h = nn_replace(h, layer_forward(m, &b->layers[j], h, temb_act, ctx));
-            CHECK(n_skips < (int)(sizeof skips / sizeof *skips), "too many skip connections");
             skips[n_skips++] = tensor_retain(h);
         }
         if (b->has_sampler) {

@@ -423,6 +423,113 @@ static void test_configs(void) {
 
 // --- loading errors ------------------------------------------------------------------------------
 
+// A UNet config of n_blocks plain blocks of `layers` ResNets, 8 channels each.
+static const char *unet_config_text(int n_blocks, int layers) {
+    static char text[1024];
+    char channels[64] = "", down[256] = "", up[256] = "";
+    for (int i = 0; i < n_blocks; i++) {
+        snprintf(channels + strlen(channels), sizeof channels - strlen(channels), "%s8", i ? ", " : "");
+        snprintf(down + strlen(down), sizeof down - strlen(down), "%s\"DownBlock2D\"", i ? ", " : "");
+        snprintf(up + strlen(up), sizeof up - strlen(up), "%s\"UpBlock2D\"", i ? ", " : "");
+    }
+    snprintf(text, sizeof text,
+             "{\"block_out_channels\": [%s], \"layers_per_block\": %d, \"norm_num_groups\": 4,\n"
+             " \"attention_head_dim\": 1, \"cross_attention_dim\": 8,\n"
+             " \"down_block_types\": [%s],\n \"up_block_types\": [%s]}",
+             channels, layers, down, up);
+    return text;
+}
+
+// Every parameter registered in ps as a zero tensor of our layout (conv weights NHWC).
+static void params_zero(param_set *ps) {
+    for (int i = 0; i < ps->count; i++) {
+        const param *p = &ps->items[i];
+        int64_t shape[4];
+        memcpy(shape, p->shape, sizeof shape);
+        if (p->kind == PARAM_CONV) shape[1] = p->shape[2], shape[2] = p->shape[3], shape[3] = p->shape[1];
+        *p->slot = tensor_zeros(DT_F32, DEV_CPU, p->ndim, shape);
+    }
+}
+
+// Counts and sizes in config.json are bounded where they are read, and the arrays
+// sized by those bounds hold a model at the bounds: a UNet with more layers per
+// block than unet_forward's stack of skip connections holds is refused, not run
+// over the end of the stack.
+static void test_config_bounds(void) {
+    test_begin("models: counts beyond the bounds are refused; a UNet at the bounds runs");
+    unet_config u;
+    vae_config v;
+    clip_config c;
+    const char *p = write_text("many_layers.json", unet_config_text(2, 48));
+    expect_config_error(unet_config_load(&u, p), p, "key \"layers_per_block\": expected an integer from 1 to 8");
+    p = write_text("many_blocks.json", unet_config_text(CFG_MAX_BLOCKS + 1, 2));
+    expect_config_error(unet_config_load(&u, p), p, "key \"block_out_channels\"");
+    p = write_text("deep_blocks.json", "{\"block_out_channels\": [8], \"transformer_layers_per_block\": 1000,"
+                                       " \"down_block_types\": [\"CrossAttnDownBlock2D\"],"
+                                       " \"up_block_types\": [\"CrossAttnUpBlock2D\"]}");
+    expect_config_error(unet_config_load(&u, p), p, "key \"transformer_layers_per_block\"");
+    p = write_text("wide.json", "{\"block_out_channels\": [8, 1048576], \"down_block_types\": [\"DownBlock2D\","
+                                " \"DownBlock2D\"], \"up_block_types\": [\"UpBlock2D\", \"UpBlock2D\"]}");
+    expect_config_error(unet_config_load(&u, p), p, "key \"block_out_channels\"");
+    p = write_text("huge_sample.json", "{\"sample_size\": 1000000}");
+    expect_config_error(vae_config_load(&v, p), p, "key \"sample_size\"");
+    p = write_text("vae_layers.json", "{\"layers_per_block\": 9}");
+    expect_config_error(vae_config_load(&v, p), p, "key \"layers_per_block\"");
+    p = write_text("clip_layers.json", "{\"num_hidden_layers\": 100000}");
+    expect_config_error(clip_config_load(&c, p), p, "key \"num_hidden_layers\"");
+    p = write_text("clip_positions.json", "{\"max_position_embeddings\": 100000000}");
+    expect_config_error(clip_config_load(&c, p), p, "key \"max_position_embeddings\"");
+    p = write_text("clip_vocab.json", "{\"vocab_size\": 2000000000}");
+    expect_config_error(clip_config_load(&c, p), p, "key \"vocab_size\"");
+
+    // The largest UNet the bounds allow: a forward pass pushes and pops every skip
+    // connection (AddressSanitizer, make test-asan, watches the stack's end).
+    p = write_text("at_bounds.json", unet_config_text(CFG_MAX_BLOCKS, CFG_MAX_LAYERS_PER_BLOCK));
+    int rc = unet_config_load(&u, p);
+    EXPECT(rc == 0, "%s", err_msg());
+    if (rc == 0) {
+        param_set ps;
+        params_init(&ps, DT_F32, DEV_CPU);
+        unet_model m;
+        unet_init(&m, &u, &ps, "");
+        params_zero(&ps);
+        autograd_no_grad_begin();
+        const int side = 1 << (CFG_MAX_BLOCKS - 1);  // halved at each downsampler, down to 1
+        tensor *sample = tensor_zeros(DT_F32, DEV_CPU, SHAPE(1, side, side, 4));
+        tensor *t = tensor_from_f32(DT_F32, DEV_CPU, SHAPE(1), (const float[]){500});
+        tensor *ctx = tensor_zeros(DT_F32, DEV_CPU, SHAPE(1, 3, 8));
+        tensor *out = unet_forward(&m, sample, t, ctx);
+        EXPECT(out->shape[1] == side && out->shape[2] == side && out->shape[3] == 4, "output shape");
+        tensor_free(out), tensor_free(sample), tensor_free(t), tensor_free(ctx);
+        autograd_no_grad_end();
+        params_free(&ps);
+        unet_free(&m);
+    }
+    test_end();
+
+    test_begin("models: non-finite and out-of-range numbers in config.json name the file and the key");
+    p = write_text("eps_inf.json", "{\"norm_eps\": 1e999}");
+    expect_config_error(unet_config_load(&u, p), p, "key \"norm_eps\": expected a finite number from");
+    p = write_text("eps_zero.json", "{\"norm_eps\": 0}");
+    expect_config_error(unet_config_load(&u, p), p, "key \"norm_eps\": expected a finite number from");
+    p = write_text("eps_negative.json", "{\"layer_norm_eps\": -1e-5}");
+    expect_config_error(clip_config_load(&c, p), p, "key \"layer_norm_eps\"");
+    p = write_text("eps_big.json", "{\"layer_norm_eps\": -1e999}");
+    expect_config_error(clip_config_load(&c, p), p, "key \"layer_norm_eps\"");
+    p = write_text("scale_inf.json", "{\"scaling_factor\": Infinity}");
+    expect_config_error(vae_config_load(&v, p), p, "key \"scaling_factor\": expected a finite number");
+    p = write_text("scale_zero.json", "{\"scaling_factor\": 0}");
+    expect_config_error(vae_config_load(&v, p), p, "key \"scaling_factor\"");
+    p = write_text("scale_float.json", "{\"mid_block_scale_factor\": 1e300}");
+    expect_config_error(unet_config_load(&u, p), p, "key \"mid_block_scale_factor\"");
+    p = write_text("shift.json", "{\"freq_shift\": 1e999}");
+    expect_config_error(unet_config_load(&u, p), p, "key \"freq_shift\"");
+    // JSON has no NaN: Python's json writes a bare NaN, which does not parse.
+    p = write_text("nan.json", "{\"scaling_factor\": NaN}");
+    expect_config_error(vae_config_load(&v, p), p, "");
+    test_end();
+}
+
 // A copy of the tiny folder in the scratch dir, to break.
 static const char *scratch_copy(const char *name) {
     static char dst[1024];
@@ -696,6 +803,7 @@ void suite_full(void) {
         test_begin("full: UNet forward at a 64x64 latent, batch 2, within %g of diffusers", FULL_TOL);
         tensor *sample = fixture_tensor(reference(), "unet.sample", DEV_CPU);
         tensor *t = fixture_tensor(reference(), "unet.timestep", DEV_CPU);
+    test_config_bounds();
         tensor *ctx = fixture_tensor(reference(), "unet.encoder_hidden_states", DEV_CPU);
         tensor *out = unet_forward(&m.unet, sample, t, ctx);
         EXPECT_CLOSE(out, "unet.out", FULL_TOL);

@@ -362,6 +362,18 @@ static void test_load_errors(void) {
     expect_load_error("{\"steps_offset\": \"1\"}", "\"steps_offset\": expected an integer");
     expect_load_error("{\"num_train_timesteps\": 1}", "\"num_train_timesteps\"");
     expect_load_error("{\"clip_sample\": 1}", "\"clip_sample\": expected true or false");
+    // Numbers must be finite and in range: 1e999 and Python's Infinity read as infinities.
+    expect_load_error("{\"beta_start\": 1e999}", "\"beta_start\": expected a finite number");
+    expect_load_error("{\"beta_end\": Infinity}", "\"beta_end\": expected a finite number");
+    expect_load_error("{\"beta_end\": -Infinity}", "\"beta_end\": expected a finite number");
+    expect_load_error("{\"beta_start\": 0}", "\"beta_start\": expected a finite number from");
+    expect_load_error("{\"beta_end\": 1}", "\"beta_end\": expected a finite number from");
+    expect_load_error("{\"beta_start\": -0.0001}", "\"beta_start\"");
+    expect_load_error("{\"clip_sample_range\": 1e999}", "\"clip_sample_range\": expected a finite number");
+    expect_load_error("{\"clip_sample_range\": 1e39}", "\"clip_sample_range\"");
+    expect_load_error("{\"clip_sample_range\": 0}", "\"clip_sample_range\"");
+    expect_load_error("{\"lambda_min_clipped\": Infinity}", "\"lambda_min_clipped\"");
+    expect_load_error("{\"beta_start\": NaN}", "malformed JSON");
     noise_schedule ns;
     int rc = noise_schedule_load(&ns, repo_path(FIXTURES "missing.json"));
     EXPECT(rc == -1 && strstr(err_msg(), "missing.json"), "a missing file: %s", err_msg());
