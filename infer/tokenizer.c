@@ -717,31 +717,99 @@ static size_t match_at(const uint32_t *t, size_t n) {
     return 0;
 }
 
-// The BPE ids of one piece's UTF-8 bytes: every byte a symbol (the last with "</w>"),
-// then the pair of lowest rank merged everywhere, left to right, until none is left.
-static void bpe(const clip_tokenizer *tok, const unsigned char *bytes, size_t n, idbuf *out) {
-    int32_t local[64];
-    int32_t *sym = n <= 64 ? local : xmalloc(n * sizeof *sym);
-    for (size_t i = 0; i < n; i++)
-        sym[i] = i + 1 < n ? tok->byte_sym[bytes[i]] : tok->byte_sym_end[bytes[i]];
-    while (n > 1) {
-        int32_t best = INT32_MAX, merged = -1, left = -1, right = -1;
-        for (size_t i = 0; i + 1 < n; i++) {
-            const merge_slot *m = merge_find(tok, sym[i], sym[i + 1]);
-            if (m->pair != EMPTY_PAIR && m->rank < best)
-                best = m->rank, merged = m->merged, left = sym[i], right = sym[i + 1];
-        }
-        if (merged < 0) break;
-        size_t kept = 0;
-        for (size_t i = 0; i < n; i++) {
-            bool pair = i + 1 < n && sym[i] == left && sym[i + 1] == right;
-            sym[kept++] = pair ? merged : sym[i];
-            i += pair;
-        }
-        n = kept;
+// --- BPE ------------------------------------------------------------------------------
+
+// Pair lookups by this thread's tokenizations (clip_tokenizer_pair_lookups).
+static _Thread_local uint64_t pair_lookups;
+
+uint64_t clip_tokenizer_pair_lookups(void) { return pair_lookups; }
+
+// The rank and merged symbol of a pair of symbols; false when the pair has no rank.
+static bool pair_rank(const clip_tokenizer *tok, int32_t left, int32_t right, int32_t *rank, int32_t *merged) {
+    pair_lookups++;
+    const merge_slot *m = merge_find(tok, left, right);
+    if (m->pair == EMPTY_PAIR) return false;
+    *rank = m->rank, *merged = m->merged;
+    return true;
+}
+
+// A pair waiting to be merged: the symbols it was made of, at the place of the left one.
+typedef struct {
+    int32_t rank, at, left, right, merged;
+} bpe_pair;
+
+static bool pair_before(const bpe_pair *a, const bpe_pair *b) {
+    return a->rank != b->rank ? a->rank < b->rank : a->at < b->at;
+}
+
+static void heap_push(bpe_pair *heap, size_t *n, bpe_pair p) {
+    size_t i = (*n)++;
+    for (; i > 0 && pair_before(&p, &heap[(i - 1) / 2]); i = (i - 1) / 2) heap[i] = heap[(i - 1) / 2];
+    heap[i] = p;
+}
+
+static bpe_pair heap_pop(bpe_pair *heap, size_t *n) {
+    bpe_pair top = heap[0], last = heap[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= *n) break;
+        if (child + 1 < *n && pair_before(&heap[child + 1], &heap[child])) child++;
+        if (!pair_before(&heap[child], &last)) break;
+        heap[i] = heap[child];
+        i = child;
     }
-    for (size_t i = 0; i < n; i++) id_push(out, sym[i]);
-    if (sym != local) free(sym);
+    if (*n) heap[i] = last;
+    return top;
+}
+
+// The BPE ids of one piece's UTF-8 bytes, merged as the reference merges them: every
+// byte a symbol (the last with "</w>"); then, round by round, the pair of lowest rank
+// merged at each of its places, left to right, until no pair has a rank. The
+// reference rescans the whole word each round (quadratic in a long word); here the
+// pairs wait in a heap ordered by rank, then place, so a round pops just its own
+// places, and the pairs a merge makes join the heap when its round ends (the
+// reference looks at them in the next one). Symbols live in a linked list; a heap
+// entry whose symbols a merge has changed since is stale and skipped.
+static void bpe(const clip_tokenizer *tok, const unsigned char *bytes, size_t n, idbuf *out) {
+    CHECK(n < INT32_MAX, "a word of %zu bytes", n);
+    int32_t *sym = xmalloc(3 * n * sizeof *sym), *next = sym + n, *prev = next + n;  // -1: none
+    for (size_t i = 0; i < n; i++) {
+        sym[i] = i + 1 < n ? tok->byte_sym[bytes[i]] : tok->byte_sym_end[bytes[i]];
+        next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
+        prev[i] = (int32_t)i - 1;
+    }
+    // At most n - 1 pairs at the start and 2 more per merge, each in the heap or
+    // waiting for its round to end.
+    bpe_pair *heap = xmalloc(3 * n * sizeof *heap), *waiting = xmalloc(2 * n * sizeof *waiting);
+    size_t n_heap = 0, n_waiting = 0;
+    bpe_pair p;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (pair_rank(tok, sym[i], sym[i + 1], &p.rank, &p.merged))
+            heap_push(heap, &n_heap, (bpe_pair){p.rank, (int32_t)i, sym[i], sym[i + 1], p.merged});
+    while (n_heap) {
+        const int32_t round = heap[0].rank;
+        while (n_heap && heap[0].rank == round) {
+            p = heap_pop(heap, &n_heap);
+            int32_t a = p.at, b = next[a];
+            if (sym[a] != p.left || b < 0 || sym[b] != p.right) continue;  // stale
+            sym[a] = p.merged;
+            sym[b] = -1;
+            next[a] = next[b];
+            if (next[b] >= 0) prev[next[b]] = a;
+            bpe_pair q;
+            if (prev[a] >= 0 && pair_rank(tok, sym[prev[a]], sym[a], &q.rank, &q.merged))
+                waiting[n_waiting++] = (bpe_pair){q.rank, prev[a], sym[prev[a]], sym[a], q.merged};
+            if (next[a] >= 0 && pair_rank(tok, sym[a], sym[next[a]], &q.rank, &q.merged))
+                waiting[n_waiting++] = (bpe_pair){q.rank, a, sym[a], sym[next[a]], q.merged};
+        }
+        for (size_t i = 0; i < n_waiting; i++) heap_push(heap, &n_heap, waiting[i]);
+        n_waiting = 0;
+    }
+    for (int32_t i = n ? 0 : -1; i >= 0; i = next[i]) id_push(out, sym[i]);
+    free(heap);
+    free(waiting);
+    free(sym);
 }
 
 // One piece the pattern matched: the pattern's own special-token alternatives map to

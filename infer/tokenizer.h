@@ -33,3 +33,7 @@ int clip_tokenize(const clip_tokenizer *tok, const char *text, int32_t **ids);
 int clip_tokenizer_max_length(const clip_tokenizer *tok);
 // The id of a token string (a vocab.json key or an added token); -1 if absent.
 int32_t clip_tokenizer_id(const clip_tokenizer *tok, const char *token);
+// The merge-table lookups this thread's tokenizations have made so far: the BPE's
+// work, which tests bound (a word of n bytes costs at most 3n), as timing would
+// depend on the machine.
+uint64_t clip_tokenizer_pair_lookups(void);

@@ -205,6 +205,43 @@ static void test_fixture(void) {
     test_end();
 }
 
+// --- long words ----------------------------------------------------------------------
+
+// One word of 130,000 random letters (a caption file can hold anything): BPE's work
+// is counted in merge-table lookups, not timed, so the bound holds on a busy machine
+// and under sanitizers alike. Merging round by round with a rescan of the word, the
+// reference's way, takes about 10^9 lookups here (10 s); the heap takes at most 3 per
+// byte: one per starting pair, two per merge.
+static void test_long_word(void) {
+    test_begin("tokenizer/long word: 130,000 letters cost at most 3 pair lookups per byte");
+    clip_tokenizer *tok = load_reference();
+    if (tok) {
+        const size_t n = 130000;
+        char *word = xmalloc(n + 1);
+        uint32_t state = 12345;
+        for (size_t i = 0; i < n; i++) {
+            state = state * 1664525u + 1013904223u;
+            word[i] = (char)('a' + (state >> 16) % 26);
+        }
+        word[n] = 0;
+        int32_t *ids, padded[MAX_LEN];
+        uint64_t before = clip_tokenizer_pair_lookups();
+        int count = clip_tokenize(tok, word, &ids);
+        uint64_t lookups = clip_tokenizer_pair_lookups() - before;
+        EXPECT(lookups <= 3 * n, "%llu pair lookups for %zu bytes", (unsigned long long)lookups, n);
+        EXPECT(count > 0 && count < (int)n, "%d tokens", count);
+        printf("  %llu pair lookups, %d tokens\n", (unsigned long long)lookups, count);
+        // Truncated to the first 75 of the same tokens, as the pipeline pads it.
+        EXPECT(clip_tokenize_padded(tok, word, padded, MAX_LEN) == count && padded[0] == BOS &&
+                   memcmp(padded + 1, ids, (MAX_LEN - 2) * sizeof *ids) == 0 && padded[MAX_LEN - 1] == EOS,
+               "padded ids differ from the first of the whole word's");
+        free(ids);
+        free(word);
+    }
+    clip_tokenizer_free(tok);
+    test_end();
+}
+
 // --- BOS, EOS, padding and truncation -------------------------------------------------
 
 // "cat cat ... cat", words times: one token per word.
@@ -421,6 +458,7 @@ static void test_invalid_utf8(void) {
 void suite_tokenizer(void) {
     test_basics();
     test_fixture();
+    test_long_word();
     test_pad_token();
     test_refused();
     test_invalid_utf8();
