@@ -1,5 +1,6 @@
 #include "infer/lora.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "core/check.h"
 #include "core/files.h"
+#include "core/half.h"
 #include "kernels/ops.h"
 
 #define UNET_PREFIX "unet."
@@ -53,6 +55,12 @@ bool lora_kohya_name(const char *module, char *out, size_t out_len) {
 bool lora_peft_name(const char *module, char *out, size_t out_len) {
     const char *inner;
     return component_of(module, &inner) >= 0 && fits(snprintf(out, out_len, "%s", module), out_len);
+}
+
+bool lora_conv_1x1(const sd_model *m, const char *module) {
+    const char *inner;
+    return component_of(module, &inner) == COMP_UNET && !m->unet_cfg.use_linear_projection &&
+           (ends_with(inner, ".proj_in") || ends_with(inner, ".proj_out"));
 }
 
 // The older diffusers spellings of an attention projection: the UNet's attention
@@ -153,6 +161,7 @@ typedef struct {
     const char *unsupported;  // why the module cannot be applied, or NULL
     bool kohya;               // named the kohya way (alpha defaults to the rank)
     int rank;
+    double alpha;  // the alpha tensor's value, when there is one
     float scale;
 } pending;
 
@@ -260,6 +269,10 @@ static const cJSON *config_item(const cJSON *root, const char *prefix, const cha
     return cJSON_GetObjectItemCaseSensitive(root, key);
 }
 
+// Alphas and scales are multiplied into float weights: a value that is not a finite
+// float would make every output NaN or inf.
+static bool finite_float(double v) { return isfinite(v) && fabs(v) <= FLT_MAX; }
+
 // Reads one component's rule (prefix "unet." or "text_encoder." in diffusers' metadata,
 // "" in adapter_config.json). where names the source in messages.
 static int read_alpha_rule(const cJSON *root, const char *prefix, const char *where, alpha_rule *r) {
@@ -272,6 +285,10 @@ static int read_alpha_rule(const cJSON *root, const char *prefix, const char *wh
         err_set("%s: %slora_alpha is not a number", where, prefix);
         return -1;
     }
+    if (alpha && !finite_float(alpha->valuedouble)) {
+        err_set("%s: %slora_alpha %g is not a finite float", where, prefix, alpha->valuedouble);
+        return -1;
+    }
     if (pattern && !cJSON_IsNull(pattern)) {
         bool ok = cJSON_IsObject(pattern);
         for (const cJSON *it = ok ? pattern->child : NULL; it; it = it->next) ok = ok && cJSON_IsNumber(it);
@@ -279,6 +296,12 @@ static int read_alpha_rule(const cJSON *root, const char *prefix, const char *wh
             err_set("%s: %salpha_pattern is not an object of numbers", where, prefix);
             return -1;
         }
+        for (const cJSON *it = pattern->child; it; it = it->next)
+            if (!finite_float(it->valuedouble)) {
+                err_set("%s: %salpha_pattern[\"%s\"] %g is not a finite float", where, prefix, it->string,
+                        it->valuedouble);
+                return -1;
+            }
         r->pattern = pattern;
     }
     if (cJSON_IsTrue(dora)) {
@@ -357,6 +380,42 @@ static bool matrix_shape(const st_entry *e, int64_t *rows, int64_t *cols) {
 
 static bool float_entry(const st_entry *e) { return e->dtype >= 0 && dtype_is_float((dtype)e->dtype); }
 
+// The value of a one-element tensor of any numeric dtype (kohya writes alphas as F32
+// or F16, converters F64 or integers; diffusers and ComfyUI read any with .item());
+// false for a dtype that holds no plain number (BOOL, F8, complex). Safetensors data
+// is little-endian, as the host is (st_tensor maps it as is).
+static bool scalar_value(const st_file *f, const st_entry *e, double *v) {
+    const unsigned char *p = st_data(f, e);
+    const char *d = e->dtype_str;
+    union {
+        double f64;
+        float f32;
+        uint16_t u16;
+        int64_t i64;
+        uint64_t u64;
+        int32_t i32;
+        uint32_t u32;
+        int16_t i16;
+        int8_t i8;
+        uint8_t u8;
+    } x;
+    memcpy(&x, p, e->end - e->begin < sizeof x ? e->end - e->begin : sizeof x);
+    if (strcmp(d, "F64") == 0) *v = x.f64;
+    else if (strcmp(d, "F32") == 0) *v = x.f32;
+    else if (strcmp(d, "F16") == 0) *v = f16_to_f32(x.u16);
+    else if (strcmp(d, "BF16") == 0) *v = bf16_to_f32(x.u16);
+    else if (strcmp(d, "I64") == 0) *v = (double)x.i64;
+    else if (strcmp(d, "U64") == 0) *v = (double)x.u64;
+    else if (strcmp(d, "I32") == 0) *v = x.i32;
+    else if (strcmp(d, "U32") == 0) *v = x.u32;
+    else if (strcmp(d, "I16") == 0) *v = x.i16;
+    else if (strcmp(d, "U16") == 0) *v = x.u16;
+    else if (strcmp(d, "I8") == 0) *v = x.i8;
+    else if (strcmp(d, "U8") == 0) *v = x.u8;
+    else return false;
+    return true;
+}
+
 // Checks one module's tensors against its layer: 1 when it will be applied, 0 when
 // skipped (lenient), -1 on an error (strict).
 static int check_module(loader *L, const param *p, pending *m) {
@@ -372,8 +431,8 @@ static int check_module(loader *L, const param *p, pending *m) {
         return reject(L, "%s: a LoRA on the convolution %s (LoCon, down %s) is not supported", down->name,
                       p->name, got);
     }
-    for (int i = 0; i < 3; i++)
-        if (m->t[i] && !float_entry(m->t[i]))
+    for (int i = ROLE_DOWN; i <= ROLE_UP; i++)
+        if (!float_entry(m->t[i]))
             return reject(L, "tensor %s is %s, not a float tensor", m->t[i]->name, m->t[i]->dtype_str);
     int64_t r, in, out, r_up;
     int64_t need_out = p->shape[0], need_in = p->shape[1];
@@ -394,17 +453,12 @@ static int check_module(loader *L, const param *p, pending *m) {
         shape_text(got, sizeof got, alpha);
         return reject(L, "tensor %s has shape %s; an alpha is one number", alpha->name, got);
     }
+    if (alpha && !scalar_value(L->f, alpha, &m->alpha))
+        return reject(L, "tensor %s is %s; an alpha is a number", alpha->name, alpha->dtype_str);
+    if (alpha && !finite_float(m->alpha))
+        return reject(L, "tensor %s: alpha %g is not a finite float", alpha->name, m->alpha);
     m->rank = (int)r;
     return 1;
-}
-
-static double alpha_value(loader *L, const st_entry *e) {
-    tensor *t = st_load(L->f, e->name, DT_F32, DEV_CPU);
-    CHECK(t, "%s", err_msg());  // checked to be one float number
-    float v;
-    tensor_copy_to_f32(t, &v, 1);
-    tensor_free(t);
-    return v;
 }
 
 // The rank most modules of a component have (diffusers' lora_alpha for files
@@ -422,7 +476,9 @@ static int most_common_rank(const loader *L, int comp) {
     return best;
 }
 
-static void set_scales(loader *L, float multiplier) {
+// Each module's multiplier * alpha / rank; one that overflows a float is refused
+// (strict: -1) or its module skipped (lenient).
+static int set_scales(loader *L, float multiplier) {
     int common[COMP_COUNT];
     for (int c = 0; c < COMP_COUNT; c++) common[c] = most_common_rank(L, c);
     char module[PARAM_NAME_MAX];
@@ -434,14 +490,23 @@ static void set_scales(loader *L, float multiplier) {
         const alpha_rule *rule = &L->rules[comp];
         snprintf(module, sizeof module, "%.*s", (int)(strlen(inner) - strlen(".weight")), inner);
         const cJSON *pat = pattern_alpha(rule->pattern, module);
-        double alpha = m->t[ROLE_ALPHA] ? alpha_value(L, m->t[ROLE_ALPHA])
+        double alpha = m->t[ROLE_ALPHA] ? m->alpha
                        : pat            ? pat->valuedouble
                        : rule->has_alpha ? rule->alpha
                        : m->kohya       ? m->rank
                                         : common[comp];
         double per_rank = rule->rslora ? sqrt((double)m->rank) : m->rank;
-        m->scale = (float)(multiplier * alpha / per_rank);
+        double scale = multiplier * alpha / per_rank;
+        if (!finite_float(scale)) {
+            int rc = reject(L, "tensor %s: scale %g (multiplier %g x alpha %g / rank %d) is not a finite float",
+                            m->t[ROLE_DOWN]->name, scale, multiplier, alpha, m->rank);
+            m->rank = 0;  // not applied
+            if (rc) return -1;
+            continue;
+        }
+        m->scale = (float)scale;
     }
+    return 0;
 }
 
 // --- applying -----------------------------------------------------------------------------------
@@ -519,13 +584,16 @@ static int read_and_check(loader *L, float scale) {
         if (ok < 0) rc = -1;
         if (ok <= 0) m->rank = 0;  // not applied
     }
-    if (rc == 0) set_scales(L, scale);
-    return rc;
+    return rc ? rc : set_scales(L, scale);
 }
 
 int lora_load(lora_set *set, sd_model *m, const char *path, float scale, lora_mode mode, bool lenient,
               lora_report *rep) {
     loader L = {.path = path, .ps = &m->params, .lenient = lenient};
+    if (!finite_float(scale)) {
+        err_set("%s: LoRA multiplier %g is not a finite number", path, scale);
+        return -1;
+    }
     L.f = st_open(path);
     if (!L.f) return -1;
     L.mods = xcalloc((size_t)m->params.count, sizeof *L.mods);

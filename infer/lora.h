@@ -19,7 +19,7 @@
 //                  refused
 //
 // The scale of a module is multiplier * alpha / rank, where alpha is, first found:
-// the file's <module>.alpha tensor; the PEFT config (safetensors metadata
+// the file's <module>.alpha tensor (one number, any numeric dtype); the PEFT config (safetensors metadata
 // "lora_adapter_metadata" as newer diffusers writes it, or adapter_config.json beside
 // a base_model.model file): alpha_pattern, then lora_alpha (with use_rslora, alpha /
 // sqrt(rank)); for kohya files, the rank (kohya's default); otherwise the most common
@@ -59,12 +59,14 @@ typedef struct {
 
 // Loads the adapter file at path onto m's text encoder and UNet with multiplier
 // scale. Strict (lenient false): a tensor that matches no module, a shape that does
-// not fit its module, a LoRA on a convolution (LoCon), DoRA, a down without its up
-// or a malformed file is an error: -1 with a one-line err_msg() naming the file and
-// the tensor, and the model is left as it was. Lenient: such tensors and modules are
-// skipped and counted in rep (which may be NULL). An SDXL file, an unreadable file,
-// or a PEFT config that cannot be read is an error in both modes. In RUNTIME mode
-// the adapters go into set; MERGE leaves set as it is.
+// not fit its module, a LoRA on a convolution (LoCon), DoRA, a down without its up,
+// an alpha tensor or a module's scale that is not a finite float, or a malformed
+// file is an error: -1 with a one-line err_msg() naming the file and the tensor, and
+// the model is left as it was. Lenient: such tensors and modules are skipped and
+// counted in rep (which may be NULL). An SDXL file, an unreadable file, a PEFT config
+// that cannot be read or holds an alpha that is not a finite float, or a multiplier
+// that is not finite is an error in both modes. In RUNTIME mode the adapters go into
+// set; MERGE leaves set as it is.
 int lora_load(lora_set *set, sd_model *m, const char *path, float scale, lora_mode mode,
               bool lenient, lora_report *rep);
 // Attaches down [rank, in] and up [out, rank] (references taken over) to target's
@@ -85,6 +87,11 @@ void lora_set_free(lora_set *set);
 //          LORA_PEFT_DOWN and LORA_PEFT_UP
 bool lora_kohya_name(const char *module, char *out, size_t out_len);
 bool lora_peft_name(const char *module, char *out, size_t out_len);
+// Whether the module is a 1x1 convolution in the torch model though a linear layer
+// here: SD1's transformer proj_in/proj_out (use_linear_projection false). Its saved
+// down is [rank, in, 1, 1] and its up [out, rank, 1, 1], the shapes diffusers, PEFT,
+// kohya and ComfyUI give a LoRA on a Conv2d; loading takes either form.
+bool lora_conv_1x1(const sd_model *m, const char *module);
 #define LORA_KOHYA_DOWN ".lora_down.weight"
 #define LORA_KOHYA_UP ".lora_up.weight"
 #define LORA_KOHYA_ALPHA ".alpha"

@@ -122,8 +122,8 @@ static const golden_case cases[] = {
     {"stacked", {{"peft.safetensors", 0.8f}, {"kohya.safetensors", 0.5f}}, true, "peft", 148 + 222},
     {"peft_unet", {{"peft-unet/adapter_model.safetensors", 0.9f}}, false, "peft", 96},
     // Our trainer's own files (tests/fixtures/lora/trained.yaml), as diffusers loaded them.
-    {"trained_peft", {{"trained.safetensors", 1.0f}}, true, "peft", 148},
-    {"trained_kohya", {{"trained_kohya.safetensors", 1.0f}}, true, "kohya", 148},
+    {"trained_peft", {{"trained.safetensors", 1.0f}}, true, "peft", 222},
+    {"trained_kohya", {{"trained_kohya.safetensors", 1.0f}}, true, "kohya", 222},
 };
 
 // Loads the case's adapters onto a fresh model and runs it; false if a load failed.
@@ -251,6 +251,17 @@ static void test_names(void) {
     EXPECT(!lora_kohya_name("vae.decoder.mid_block.attentions.0.to_q", out, sizeof out), "a VAE module has a kohya name");
     EXPECT(!lora_peft_name("vae.decoder.mid_block.attentions.0.to_q", out, sizeof out), "a VAE module has a PEFT name");
     EXPECT(!lora_kohya_name(examples[0][0], out, 16), "a name cut to 16 bytes was accepted");
+    test_end();
+
+    test_begin("lora: proj_in/proj_out are 1x1 convolutions (saved 4-D) in SD1, linear with use_linear_projection");
+    sd_model sd1 = {0}, sd2 = {.unet_cfg.use_linear_projection = true};
+    EXPECT(lora_conv_1x1(&sd1, "unet.mid_block.attentions.0.proj_in") &&
+               lora_conv_1x1(&sd1, "unet.down_blocks.1.attentions.1.proj_out"),
+           "SD1's proj_in/proj_out are not 1x1 convolutions");
+    EXPECT(!lora_conv_1x1(&sd2, "unet.mid_block.attentions.0.proj_in"), "use_linear_projection: proj_in is a conv");
+    EXPECT(!lora_conv_1x1(&sd1, examples[0][0]) && !lora_conv_1x1(&sd1, examples[3][0]) &&
+               !lora_conv_1x1(&sd1, examples[4][0]),
+           "an attention, feed-forward or text-encoder layer is a conv");
     test_end();
 }
 
@@ -431,6 +442,7 @@ static void test_peft_config(void) {
 // --- bad files ----------------------------------------------------------------------------------
 
 #define KOHYA_Q "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+#define KOHYA_Q_MODULE "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
 
 static tensor *narrow_q_down(const char *name, tensor *t) {
     return strcmp(name, KOHYA_Q LORA_KOHYA_DOWN) == 0 ? op_slice(t, 1, 0, t->shape[1] - 1) : t;
@@ -540,6 +552,145 @@ static void test_bad_files(void) {
     sd_model_free(&m);
 }
 
+// --- numbers that are not finite floats ---------------------------------------------------------
+
+static const char *alpha_tensor_name;  // replace_alpha's target
+static tensor *alpha_replacement;
+
+static tensor *replace_alpha(const char *name, tensor *t) {
+    return strcmp(name, alpha_tensor_name) == 0 ? tensor_retain(alpha_replacement) : t;
+}
+
+// A one-module kohya file, written byte by byte so that its alpha can have dtypes
+// our tensors do not (F64, I64 ...): down [4, 16] and up [16, 4] of 0.01 and the
+// alpha as `dtype` with the given little-endian bytes.
+static const char *write_raw_kohya(const char *name, const char *dtype, const void *alpha, int alpha_bytes) {
+    char header[1024];
+    int n = snprintf(header, sizeof header,
+                     "{\"" KOHYA_Q LORA_KOHYA_DOWN "\":{\"dtype\":\"F32\",\"shape\":[4,16],\"data_offsets\":[0,256]},"
+                     "\"" KOHYA_Q LORA_KOHYA_UP "\":{\"dtype\":\"F32\",\"shape\":[16,4],\"data_offsets\":[256,512]},"
+                     "\"" KOHYA_Q LORA_KOHYA_ALPHA "\":{\"dtype\":\"%s\",\"shape\":[],\"data_offsets\":[512,%d]}}",
+                     dtype, 512 + alpha_bytes);
+    while (n % 8) header[n++] = ' ';
+    const char *path = scratch_path("%s", name);
+    FILE *f = fopen(path, "wb");
+    CHECK(f, "cannot write %s", path);
+    uint64_t len = (uint64_t)n;
+    fwrite(&len, 8, 1, f);
+    fwrite(header, 1, (size_t)n, f);
+    for (int i = 0; i < 128; i++) fwrite(&(float){0.01f}, 4, 1, f);
+    fwrite(alpha, 1, (size_t)alpha_bytes, f);
+    fclose(f);
+    return path;
+}
+
+static void test_non_finite(void) {
+    sd_model m;
+    load_model(&m, DEV_CPU);
+    outputs base = run(&m, DEV_CPU);
+    lora_set set = {0};
+
+    test_begin("lora: a multiplier of nan or inf is an error naming the file");
+    const float bad_scales[] = {NAN, INFINITY, -INFINITY};
+    for (int i = 0; i < 3; i++) {
+        const char *path = fixture_path("kohya.safetensors");
+        int rc = lora_load(&set, &m, path, bad_scales[i], LORA_RUNTIME, true, NULL);
+        EXPECT(rc == -1 && strstr(err_msg(), path) && strstr(err_msg(), "multiplier") && !strchr(err_msg(), '\n'),
+               "multiplier %g: rc %d, message \"%s\"", bad_scales[i], rc, err_msg());
+    }
+    EXPECT(set.count == 0, "%d adapters attached", set.count);
+    test_end();
+
+    test_begin("lora: a kohya alpha tensor of nan or inf (F32, F16, BF16) is refused naming it");
+    const struct {
+        dtype dt;
+        float value;
+        const char *file;
+    } bad_alphas[] = {{DT_F32, NAN, "alpha-nan-f32.safetensors"},
+                      {DT_F16, INFINITY, "alpha-inf-f16.safetensors"},
+                      {DT_BF16, -NAN, "alpha-nan-bf16.safetensors"},
+                      {DT_F32, -INFINITY, "alpha-minf-f32.safetensors"}};
+    alpha_tensor_name = KOHYA_Q LORA_KOHYA_ALPHA;
+    for (size_t i = 0; i < sizeof bad_alphas / sizeof *bad_alphas; i++) {
+        alpha_replacement = tensor_from_f32(bad_alphas[i].dt, DEV_CPU, 0, NULL, &bad_alphas[i].value);
+        st_writer *w = copy_adapter("kohya.safetensors", replace_alpha);
+        tensor_free(alpha_replacement);
+        expect_refused(&m, &base, save_scratch(w, bad_alphas[i].file), KOHYA_Q ".alpha: alpha", 1, 221);
+    }
+    test_end();
+
+    test_begin("lora: alphas of other dtypes (F64, I64) are read; an F64 alpha that overflows a float is refused");
+    const double f64_three = 3, f64_huge = 1e300;
+    const int64_t i64_three = 3;
+    const float f32_three = 3;
+    const char *paths[3] = {write_raw_kohya("alpha-f32.safetensors", "F32", &f32_three, 4),
+                            write_raw_kohya("alpha-f64.safetensors", "F64", &f64_three, 8),
+                            write_raw_kohya("alpha-i64.safetensors", "I64", &i64_three, 8)};
+    sd_model merged[3];
+    for (int i = 0; i < 3; i++) {
+        load_model(&merged[i], DEV_CPU);
+        lora_report rep;
+        int rc = lora_load(&set, &merged[i], paths[i], 1.0f, LORA_MERGE, false, &rep);
+        EXPECT(rc == 0 && rep.applied == 1, "%s: rc %d, %d applied: %s", paths[i], rc, rep.applied, err_msg());
+    }
+    const param *q = params_find(&m.params, "unet." KOHYA_Q_MODULE ".weight");
+    CHECK(q, "no parameter " KOHYA_Q_MODULE);
+    int at = (int)(q - m.params.items);
+    EXPECT(!same_values(*merged[0].params.items[at].slot, *m.params.items[at].slot), "the F32 file changed nothing");
+    for (int i = 1; i < 3; i++)
+        EXPECT(same_values(*merged[i].params.items[at].slot, *merged[0].params.items[at].slot),
+               "%s merges other weights than the F32 alpha's", paths[i]);
+    for (int i = 0; i < 3; i++) sd_model_free(&merged[i]);
+    expect_refused(&m, &base, write_raw_kohya("alpha-huge-f64.safetensors", "F64", &f64_huge, 8),
+                   KOHYA_Q ".alpha: alpha 1e+300 is not a finite float", 1, 0);
+    test_end();
+
+    test_begin("lora: a finite alpha whose scale overflows a float is refused naming the tensor");
+    alpha_replacement = tensor_from_f32(DT_F32, DEV_CPU, 0, NULL, &(float){1e38f});
+    const char *huge = save_scratch(copy_adapter("kohya.safetensors", replace_alpha), "alpha-1e38.safetensors");
+    tensor_free(alpha_replacement);
+    int rc = lora_load(&set, &m, huge, 100.0f, LORA_RUNTIME, false, NULL);
+    EXPECT(rc == -1 && strstr(err_msg(), huge) && strstr(err_msg(), KOHYA_Q LORA_KOHYA_DOWN ": scale"),
+           "rc %d, message \"%s\"", rc, err_msg());
+    EXPECT(lora_load(&set, &m, huge, 1.0f, LORA_RUNTIME, false, NULL) == 0, "alpha 1e38 at multiplier 1: %s",
+           err_msg());
+    lora_set_free(&set);
+    test_end();
+
+    test_begin("lora: a PEFT config alpha that is inf or overflows a float is an error naming the key");
+    const char *metas[][2] = {
+        {"{\"unet.lora_alpha\": 1e39, \"unet.r\": 4, \"text_encoder.lora_alpha\": 4, \"text_encoder.r\": 4}",
+         "unet.lora_alpha 1e+39"},
+        {"{\"unet.lora_alpha\": 4, \"unet.r\": 4, \"text_encoder.lora_alpha\": -1e999, \"text_encoder.r\": 4}",
+         "text_encoder.lora_alpha -inf"},
+        {"{\"unet.lora_alpha\": 4, \"unet.r\": 4, \"unet.alpha_pattern\": {\"to_q\": 1e999}}",
+         "unet.alpha_pattern[\"to_q\"] inf"},
+    };
+    for (size_t i = 0; i < sizeof metas / sizeof *metas; i++) {
+        st_writer *w = copy_adapter("peft.safetensors", NULL);
+        st_writer_meta(w, "lora_adapter_metadata", metas[i][0]);
+        const char *path = save_scratch(w, "meta-alpha.safetensors");
+        rc = lora_load(&set, &m, path, 1.0f, LORA_RUNTIME, true, NULL);
+        EXPECT(rc == -1 && strstr(err_msg(), path) && strstr(err_msg(), "lora_adapter_metadata") &&
+                   strstr(err_msg(), metas[i][1]) && !strchr(err_msg(), '\n'),
+               "%s: rc %d, message \"%s\"", metas[i][0], rc, err_msg());
+    }
+    char dir[1024], cmd[3200];
+    snprintf(dir, sizeof dir, "%s/peft-unet-inf", scratch_dir());
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s' '%s/'", dir,
+             fixture_path("peft-unet/adapter_model.safetensors"), dir);
+    CHECK(system(cmd) == 0, "%s failed", cmd);
+    write_text(scratch_path("peft-unet-inf/adapter_config.json"), "{\"r\": 4, \"lora_alpha\": 1e400}");
+    rc = lora_load(&set, &m, scratch_path("peft-unet-inf/adapter_model.safetensors"), 1.0f, LORA_RUNTIME, true, NULL);
+    EXPECT(rc == -1 && strstr(err_msg(), "adapter_config.json: lora_alpha inf"), "rc %d, message \"%s\"", rc,
+           err_msg());
+    EXPECT(set.count == 0, "%d adapters attached from bad files", set.count);
+    test_end();
+
+    outputs_free(&base);
+    sd_model_free(&m);
+}
+
 void suite_lora(void) {
     reference();
     test_names();
@@ -548,6 +699,7 @@ void suite_lora(void) {
     test_set_free();
     test_peft_config();
     test_bad_files();
+    test_non_finite();
     test_emulated();
     st_close(ref_file);
     ref_file = NULL;

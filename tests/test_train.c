@@ -476,6 +476,31 @@ static void test_adapter_files(void) {
     EXPECT(modules > 0 && st_count(kohya) == 3 * modules, "%d kohya tensors for %d modules", st_count(kohya), modules);
     st_close(peft), st_close(kohya);
     test_end();
+
+    test_begin("train: both files record the UNet and text-encoder targets and save SD1's 1x1-conv proj_in/proj_out "
+               "adapters 4-D");
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/%s", scratch_path("straight-out"), files[k][0]);
+        st_file *f = st_open(path);
+        CHECK(f, "%s", err_msg());
+        const char *unet = st_meta(f, "sdft_targets"), *te = st_meta(f, "sdft_text_encoder_targets");
+        EXPECT(unet && strcmp(unet, "to_q,to_k,to_v,to_out.0,ff.net.0.proj,ff.net.2,proj_in,proj_out") == 0,
+               "%s: sdft_targets %s", files[k][0], unet ? unet : "(none)");
+        EXPECT(te && strcmp(te, "q_proj,k_proj,v_proj,out_proj,fc1,fc2") == 0, "%s: sdft_text_encoder_targets %s",
+               files[k][0], te ? te : "(none)");
+        int conv = 0, linear = 0;
+        for (int i = 0; i < st_count(f); i++) {
+            const st_entry *e = st_entry_at(f, i);
+            if (strstr(e->name, "alpha")) continue;
+            bool is_conv = strstr(e->name, "proj_in") || strstr(e->name, "proj_out");
+            bool four_d = e->ndim == 4 && e->shape[2] == 1 && e->shape[3] == 1;
+            EXPECT(is_conv ? four_d : e->ndim == 2, "%s: %s has %d dimensions", files[k][0], e->name, e->ndim);
+            conv += is_conv, linear += !is_conv;
+        }
+        EXPECT(conv > 0 && linear > 0, "%s: %d 1x1-conv and %d linear adapter tensors", files[k][0], conv, linear);
+        st_close(f);
+    }
+    test_end();
 }
 
 void suite_train(void) {

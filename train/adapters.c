@@ -54,11 +54,25 @@ static int check_targets(const sd_model *m, const cfg_strings *targets, const ch
     return 0;
 }
 
+// "to_q,to_k,..." ("" for none), allocated.
+static char *joined(const cfg_strings *targets) {
+    size_t len = 1;
+    for (int i = 0; targets && i < targets->count; i++) len += strlen(targets->items[i]) + 1;
+    char *s = xcalloc(len, 1);
+    for (int i = 0; targets && i < targets->count; i++) {
+        if (i) strcat(s, ",");
+        strcat(s, targets->items[i]);
+    }
+    return s;
+}
+
 int train_adapters_init(train_adapters *ta, sd_model *m, const cfg_strings *unet_targets,
                         const cfg_strings *te_targets, int rank, float alpha, rng_stream *rng) {
     *ta = (train_adapters){.rank = rank, .alpha = alpha};
     if (check_targets(m, unet_targets, "unet.") || check_targets(m, te_targets, "text_encoder.")) return -1;
     ta->items = xcalloc((size_t)m->params.count, sizeof *ta->items);
+    ta->unet_targets = joined(unet_targets);
+    ta->te_targets = joined(te_targets);
     const device dev = m->params.dev;
     for (int i = 0; i < m->params.count; i++) {
         const param *p = &m->params.items[i];
@@ -77,7 +91,8 @@ int train_adapters_init(train_adapters *ta, sd_model *m, const cfg_strings *unet
         lora_attach(&ta->attached, p->linear, down, up, alpha / (float)rank);
         ta->items[ta->count++] = (train_adapter){.module = strdup(module),
                                                  .lora = ta->attached.items[ta->attached.count - 1].lora,
-                                                 .text_encoder = te};
+                                                 .text_encoder = te,
+                                                 .conv_1x1 = lora_conv_1x1(m, module)};
     }
     return 0;
 }
@@ -85,6 +100,8 @@ int train_adapters_init(train_adapters *ta, sd_model *m, const cfg_strings *unet
 void train_adapters_free(train_adapters *ta) {
     for (int i = 0; i < ta->count; i++) free(ta->items[i].module);
     free(ta->items);
+    free(ta->unet_targets);
+    free(ta->te_targets);
     lora_set_free(&ta->attached);
     *ta = (train_adapters){0};
 }
@@ -107,25 +124,36 @@ int train_adapters_tensors(const train_adapters *ta, tensor **out, bool *is_text
     return 2 * ta->count;
 }
 
-static void add_meta(st_writer *w, int n_meta, const char *const *keys, const char *const *values) {
+// Adds t under name, as [rows, cols, 1, 1] for a 1x1 convolution's adapter.
+static void add_matrix(st_writer *w, const char *name, tensor *t, bool conv_1x1) {
+    tensor *saved = conv_1x1 ? op_reshape(t, SHAPE(t->shape[0], t->shape[1], 1, 1)) : tensor_retain(t);
+    st_writer_add(w, name, saved);
+    tensor_free(saved);  // the writer holds its own reference
+}
+
+static void add_meta(st_writer *w, const train_adapters *ta, int n_meta, const char *const *keys,
+                     const char *const *values) {
+    st_writer_meta(w, "sdft_targets", ta->unet_targets);
+    st_writer_meta(w, "sdft_text_encoder_targets", ta->te_targets);
     for (int i = 0; i < n_meta; i++) st_writer_meta(w, keys[i], values[i]);
 }
 
 int train_adapters_save_peft(const train_adapters *ta, const char *path, int n_meta,
                              const char *const *keys, const char *const *values) {
     st_writer *w = st_writer_new();
-    add_meta(w, n_meta, keys, values);
+    add_meta(w, ta, n_meta, keys, values);
     float fold = ta->alpha / (float)ta->rank;
     autograd_no_grad_begin();
     for (int i = 0; i < ta->count; i++) {
         char name[PARAM_NAME_MAX], key[PARAM_NAME_MAX + 32];
         CHECK(lora_peft_name(ta->items[i].module, name, sizeof name), "%s", ta->items[i].module);
+        const train_adapter *a = &ta->items[i];
         snprintf(key, sizeof key, "%s%s", name, LORA_PEFT_DOWN);
-        st_writer_add(w, key, ta->items[i].lora->down);
+        add_matrix(w, key, a->lora->down, a->conv_1x1);
         snprintf(key, sizeof key, "%s%s", name, LORA_PEFT_UP);
-        tensor *up = fold == 1.0f ? tensor_retain(ta->items[i].lora->up) : op_scale(ta->items[i].lora->up, fold);
-        st_writer_add(w, key, up);
-        tensor_free(up);  // the writer holds its own reference
+        tensor *up = fold == 1.0f ? tensor_retain(a->lora->up) : op_scale(a->lora->up, fold);
+        add_matrix(w, key, up, a->conv_1x1);
+        tensor_free(up);
     }
     autograd_no_grad_end();
     int rc = st_writer_save(w, path);
@@ -142,19 +170,21 @@ int train_adapters_save_kohya(const train_adapters *ta, const char *path, int n_
     snprintf(text, sizeof text, "%g", ta->alpha);
     st_writer_meta(w, "ss_network_alpha", text);
     st_writer_meta(w, "ss_network_module", "networks.lora");
-    add_meta(w, n_meta, keys, values);
+    add_meta(w, ta, n_meta, keys, values);
+    autograd_no_grad_begin();
     for (int i = 0; i < ta->count; i++) {
         char name[PARAM_NAME_MAX], key[PARAM_NAME_MAX + 32];
         CHECK(lora_kohya_name(ta->items[i].module, name, sizeof name), "%s", ta->items[i].module);
         snprintf(key, sizeof key, "%s%s", name, LORA_KOHYA_DOWN);
-        st_writer_add(w, key, ta->items[i].lora->down);
+        add_matrix(w, key, ta->items[i].lora->down, ta->items[i].conv_1x1);
         snprintf(key, sizeof key, "%s%s", name, LORA_KOHYA_UP);
-        st_writer_add(w, key, ta->items[i].lora->up);
+        add_matrix(w, key, ta->items[i].lora->up, ta->items[i].conv_1x1);
         snprintf(key, sizeof key, "%s%s", name, LORA_KOHYA_ALPHA);
         tensor *alpha = tensor_from_f32(DT_F32, DEV_CPU, 0, NULL, &ta->alpha);
         st_writer_add(w, key, alpha);
         tensor_free(alpha);
     }
+    autograd_no_grad_end();
     int rc = st_writer_save(w, path);
     st_writer_free(w);
     return rc;

@@ -12,6 +12,7 @@ typedef struct {
     char *module;  // canonical module name, "unet.down_blocks.0.attentions.0...attn1.to_q"
     nn_lora *lora;  // attached; lora->down [rank, in] and lora->up [out, rank] train
     bool text_encoder;
+    bool conv_1x1;  // saved 4-D (lora_conv_1x1)
 } train_adapter;
 
 typedef struct {
@@ -19,6 +20,9 @@ typedef struct {
     int count;
     int rank;
     float alpha;
+    // The targets asked for, comma-separated ("" for none), saved as the files'
+    // sdft_targets and sdft_text_encoder_targets metadata.
+    char *unet_targets, *te_targets;
     lora_set attached;  // owns the nn_lora records and their tensors
 } train_adapters;
 
@@ -44,8 +48,11 @@ int train_adapters_tensors(const train_adapters *ta, tensor **out, bool *is_text
 // "lora_B.weight"; the text encoder under "text_encoder."). Loaders of that layout
 // take alpha = rank, so alpha / rank is folded into lora_B when it is not 1.
 // The kohya layout: "lora_unet_<module>.lora_down.weight", ".lora_up.weight",
-// ".alpha", with kohya's ss_* metadata. Both carry the n_meta metadata pairs given,
-// and are written atomically. 0, or -1 with err_msg().
+// ".alpha", with kohya's ss_* metadata. Both record the targets (sdft_targets,
+// sdft_text_encoder_targets). In both, the adapters of 1x1 convolutions
+// (SD1's proj_in/proj_out) are 4-D, [rank, in, 1, 1] and [out, rank, 1, 1], as the
+// loaders of those layouts need. Both carry the n_meta metadata pairs given, and are
+// written atomically. 0, or -1 with err_msg().
 int train_adapters_save_peft(const train_adapters *ta, const char *path, int n_meta,
                              const char *const *keys, const char *const *values);
 int train_adapters_save_kohya(const train_adapters *ta, const char *path, int n_meta,

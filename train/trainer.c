@@ -256,19 +256,18 @@ static int generate_class_images(trainer *t, const char *dir, const char *prompt
 
 static int save_adapters(trainer *t, const char *stem) {
     const run_config *c = t->cfg;
-    char path[4096], rank[16], alpha[32], dropout[32], steps[16], targets[1024] = "";
+    char path[4096], rank[16], alpha[32], dropout[32], steps[16];
     snprintf(rank, sizeof rank, "%d", c->lora.rank);
     snprintf(alpha, sizeof alpha, "%g", c->lora.alpha);
     snprintf(dropout, sizeof dropout, "%g", c->lora.dropout);
     snprintf(steps, sizeof steps, "%d", t->step);
-    for (int i = 0; i < c->lora.targets.count; i++)
-        snprintf(targets + strlen(targets), sizeof targets - strlen(targets), "%s%s", i ? "," : "", c->lora.targets.items[i]);
     char *yaml = config_to_yaml(&run_config_schema, c);
     // peft's input dropout, not kohya's ss_network_dropout (which drops the down
     // projection's output), hence our own key for it.
-    const char *keys[] = {"sdft_rank",  "sdft_alpha", "sdft_dropout", "sdft_targets", "sdft_base_model_hash",
+    // The adapters record their targets themselves (sdft_targets, sdft_text_encoder_targets).
+    const char *keys[] = {"sdft_rank",  "sdft_alpha", "sdft_dropout", "sdft_base_model_hash",
                           "sdft_steps", "sdft_config", "ss_base_model_version"};
-    const char *values[] = {rank, alpha, dropout, targets, t->hash, steps, yaml, "sd_v1"};
+    const char *values[] = {rank, alpha, dropout, t->hash, steps, yaml, "sd_v1"};
     const int n_keys = sizeof keys / sizeof *keys;
     snprintf(path, sizeof path, "%s/%s.safetensors", c->output.dir, stem);
     int rc = train_adapters_save_peft(&t->adapters, path, n_keys - 1, keys, values);  // without kohya's key

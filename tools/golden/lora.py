@@ -34,6 +34,10 @@ random down/up matrices (up is never zero, so every adapter changes the outputs)
                           golden runs tests/fixtures/lora/trained.yaml first): the check
                           that diffusers loads what we save, every module with its
                           alpha (kohya) or alpha/rank folded into lora_B (PEFT layout).
+                          trained.yaml targets every kind of layer our trainer offers
+                          (attention, feed-forward, the 1x1-conv proj_in/proj_out, the
+                          text encoder's attention and MLP); the script stops if one is
+                          missing from the files.
   lora-outputs.safetensors  the inputs and, for each case, the UNet output and the text
                           encoder's last_hidden_state with the adapters applied, computed
                           in float64 (models.py's tricks: exact timestep embedding, no
@@ -290,6 +294,13 @@ def read_trained(trained_dir, out):
     if set(kohya_state) != expected_keys:
         sys.exit(f"lora.py: {kohya_file}: keys differ from the PEFT file's modules: "
                  f"{sorted(set(kohya_state) ^ expected_keys)[:10]}")
+    kinds = {"unet": ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out"),
+             "text_encoder": ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")}
+    missing = [f"{comp} {kind}" for comp, names in kinds.items() for kind in names
+               if not any(m.endswith("." + kind) for m in from_peft.get(comp, {}))]
+    if missing:
+        sys.exit(f"lora.py: {peft_file}: no adapter on {', '.join(missing)}; tests/fixtures/lora/trained.yaml "
+                 "must train every kind of target")
     return {"trained_peft": from_peft, "trained_kohya": from_kohya}, {"trained_peft": peft_file,
                                                                          "trained_kohya": kohya_file}
 
