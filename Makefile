@@ -15,7 +15,10 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Wno-unused-parameter 
 # cores. Both have the soname libopenblas.so.0: linking as usual and putting the
 # OpenMP build's folder in the run path makes the programs load that one.
 OPENBLAS_OPENMP_DIR := $(patsubst %/,%,$(dir $(firstword $(wildcard /usr/lib/*/openblas-openmp/libopenblas.so.0))))
-LDLIBS  := -lopenblas $(if $(OPENBLAS_OPENMP_DIR),-Wl$(comma)-rpath$(comma)$(OPENBLAS_OPENMP_DIR)) \
+# core/thread_policy.c makes OpenMP's idle threads wait passively; nothing calls it, so
+# every program names it to the linker, which would otherwise leave it in the archive.
+LDLIBS  := -Wl,--require-defined=thread_policy_preinit \
+           -lopenblas $(if $(OPENBLAS_OPENMP_DIR),-Wl$(comma)-rpath$(comma)$(OPENBLAS_OPENMP_DIR)) \
            -lcjson -lpng -lz -ljpeg -lyaml -lm -fopenmp $(EXTRA_LDFLAGS)
 
 ifeq ($(SANITIZE),1)
@@ -54,12 +57,6 @@ else
 $(info - nvcc:     $(NVCC); CUDA sources in tree: $(words $(CUDA_SRCS)))
 endif
 endif
-
-# With the pthreads OpenBLAS, OpenMP threads that spin after a parallel loop take the
-# cores from OpenBLAS's own threads, which run the matrix products right after (up to
-# 50x slower on 2 cores). OpenMP reads this when a program starts, so it is set for
-# everything make runs.
-export OMP_WAIT_POLICY ?= passive
 
 .SECONDEXPANSION:
 
