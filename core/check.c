@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void die_at(const char *file, int line, const char *fmt, ...) {
     va_list ap;
@@ -37,11 +38,15 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line) {
 
 static _Thread_local char last_error[1024];
 
+// Formatted aside first, so a message may wrap the previous one: err_set("%s: %s",
+// path, err_msg()).
 void err_set(const char *fmt, ...) {
+    char text[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    memcpy(last_error, text, sizeof text);
 }
 
 const char *err_msg(void) { return last_error; }

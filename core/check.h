@@ -39,7 +39,8 @@ void *xcalloc_at(size_t count, size_t size, const char *file, int line);
 #define xmalloc(n) xmalloc_at((n), __FILE__, __LINE__)
 #define xcalloc(c, s) xcalloc_at((c), (s), __FILE__, __LINE__)
 
-// The last input error of this thread: one line, without trailing newline.
+// The last input error of this thread: one line, without trailing newline. The
+// arguments may include err_msg() itself, to add context to an error from below.
 void err_set(const char *fmt, ...) PRINTF_LIKE(1, 2);
 const char *err_msg(void);
 

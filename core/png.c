@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/utf8.h"
 
 // Readers refuse images over this many pixels (768 MB as RGB) before allocating them.
 #define MAX_PIXELS (1u << 28)
@@ -38,27 +39,6 @@ static void on_error(png_structp png, png_const_charp msg) {
 static void on_warning(png_structp png, png_const_charp msg) {}
 
 // --- text --------------------------------------------------------------------------
-
-// Decodes the UTF-8 sequence at s into *cp: its length, or 0 when malformed (a stray
-// or missing continuation byte, an overlong form, a surrogate, beyond U+10FFFF). It
-// stops at a NUL, which is never a continuation byte.
-static int utf8_next(const unsigned char *s, uint32_t *cp) {
-    static const uint32_t smallest[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    int len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
-    if (!len || s[0] > 0xf4) return 0;
-    uint32_t v = s[0] & (0x3fu >> (len - 1));
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        v = v << 6 | (s[i] & 0x3fu);
-    }
-    if (v < smallest[len] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
-    *cp = v;
-    return len;
-}
 
 // The UTF-8 text s as a new Latin-1 string in *latin1, or NULL there when some
 // character is above U+00FF. -1 when s is not UTF-8.
@@ -99,16 +79,6 @@ static char *latin1_to_utf8(const char *s) {
     }
     *o = 0;
     return out;
-}
-
-static bool is_utf8(const char *s) {
-    uint32_t cp;
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int len = utf8_next(p, &cp);
-        if (!len) return false;
-        p += len;
-    }
-    return true;
 }
 
 // The PNG keyword rules (section 11.3.4.2), kept to ASCII: libpng would otherwise
@@ -254,7 +224,7 @@ static void take_text(png_structp png, png_infop info, png_meta *meta) {
     int n = png_get_text(png, info, &t, NULL);
     for (int i = 0; i < n; i++) {
         bool utf8 = t[i].compression >= PNG_ITXT_COMPRESSION_NONE;
-        if (utf8 && !is_utf8(t[i].text)) continue;
+        if (utf8 && !utf8_valid(t[i].text, NULL)) continue;
         meta->keys[meta->count] = latin1_to_utf8(t[i].key);  // keywords are Latin-1 in every kind
         meta->values[meta->count] = utf8 ? strcpy(xmalloc(strlen(t[i].text) + 1), t[i].text)
                                          : latin1_to_utf8(t[i].text);

@@ -14,6 +14,7 @@
 #include "core/files.h"
 #include "core/image.h"
 #include "core/rng.h"
+#include "core/utf8.h"
 #include "data/image_io.h"
 
 // --- names -----------------------------------------------------------------------
@@ -151,6 +152,14 @@ static char *caption_for(scan *s, const char *name, char *const *names, int n, c
         snprintf(path, sizeof path, "%s/%s", s->dir, names[i]);
         if (read_text_file(path, &text, NULL) != 0) {
             unusable(s, err_msg());
+            return NULL;
+        }
+        size_t bad;
+        if (!utf8_valid(text, &bad)) {
+            char why[PATH_MAX + 96];
+            snprintf(why, sizeof why, "%s: the caption is not UTF-8 text (byte %zu); save it as UTF-8", path, bad);
+            unusable(s, why);
+            free(text);
             return NULL;
         }
         if (!*clean_caption(text))

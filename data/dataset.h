@@ -4,8 +4,8 @@
 //   NAME.jpg / .jpeg / .jpe / .jfif / .png   an image (read by content, image_io.h)
 //   NAME.txt   the caption of NAME's image(s), used instead of the default prompt
 //              (surrounding whitespace and a UTF-8 byte order mark dropped, each
-//              line break one space); not checked for UTF-8: the tokenizer
-//              decodes bad bytes as Python's "replace" does
+//              line break one space); text that is not UTF-8 makes the image
+//              unusable (below), as Python's utf-8 decoding would stop a script
 // Names starting with '.' are skipped without a word (.DS_Store, editor files);
 // sub-folders are not scanned. Every other case gets a note naming its file:
 //   a WebP, GIF, BMP, TIFF, HEIC, AVIF or JPEG XL image: unusable (unsupported)

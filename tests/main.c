@@ -32,6 +32,8 @@ static const struct {
     {"schedulers", suite_schedulers, false},
     {"pipeline", suite_pipeline, false},
     {"train", suite_train, false},
+    {"eval", suite_eval, false},
+    {"cli", suite_cli, false},
     {"lora", suite_lora, false},
     {"full", suite_full, true},
     {"runner", suite_runner, false},

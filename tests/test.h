@@ -72,6 +72,8 @@ void suite_models(void);
 void suite_schedulers(void);
 void suite_pipeline(void);
 void suite_train(void);
+void suite_eval(void);
+void suite_cli(void);
 void suite_png(void);
 void suite_data(void);
 void suite_config(void);

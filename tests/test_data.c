@@ -942,6 +942,25 @@ static void test_dataset_scan(void) {
     test_end();
 }
 
+static void test_caption_encoding(void) {
+    test_begin("data: a caption file that is not UTF-8 makes its image unusable, naming the file and the byte");
+    const char *dir = make_folder("latin1");
+    write_png(dir, "a.png", 16, 16, 1);
+    write_file(dir, "a.txt", "a photo of sks caf\xe9");  // Latin-1
+    write_png(dir, "b.png", 16, 16, 2);
+    write_file(dir, "b.txt", "a photo of sks caf\xc3\xa9");
+    dataset ds;
+    dataset_report report;
+    EXPECT(dataset_open(&ds, dir, NULL, 1, false, &report) == 0 && ds.n_images == 1, "%d images", ds.n_images);
+    expect_note(&report, NOTE_WARNING, dir, "a.txt", "not UTF-8 text (byte 18)");
+    dataset_free(&ds);
+    dataset_report_free(&report);
+    EXPECT(dataset_open(&ds, dir, NULL, 1, true, &report) == -1 && strstr(err_msg(), "a.txt: the caption is not UTF-8"),
+           "strict: %s", err_msg());
+    dataset_report_free(&report);
+    test_end();
+}
+
 static void test_dataset_failures(void) {
     test_begin("data: empty, missing, image-less and all-broken folders are errors naming the folder");
     dataset ds;
@@ -1050,6 +1069,7 @@ void suite_data(void) {
     test_photos_vs_pillow();
     test_photos_fixture();
     test_dataset_scan();
+    test_caption_encoding();
     test_dataset_failures();
     test_epoch_order();
 }

@@ -15,9 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/args.h"
 #include "core/check.h"
 #include "core/png.h"
 #include "core/sha256.h"
+#include "core/utf8.h"
 #include "infer/lora.h"
 #include "infer/pipeline.h"
 #include "train/run_config.h"
@@ -35,10 +37,12 @@ typedef struct {
     char **overrides;    // its section.key=value arguments
     int n_overrides;
     const char *model, *tokenizer, *scheduler_config, *config_dir, *out;
-    const char *prompt, *negative, *sampler;
+    const char *prompt, *negative;
+    bool has_sampler;  // --sampler given; else the model's scheduler decides
+    sampler_kind sampler;
     int steps, width, height, batch, clip_skip;
-    float cfg;
-    unsigned long long seed;
+    double cfg;
+    int64_t seed;
     device dev;
     dtype dt;
     lora_arg loras[MAX_LORAS];
@@ -81,15 +85,33 @@ static void usage(FILE *f) {
           f);
 }
 
-static int parse_int(const char *opt, const char *v, int lo, int *out) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*v == '\0' || *end || x < lo || x > 1 << 30) {
-        fprintf(stderr, "sdft-sample: %s: expected an integer >= %d, got \"%s\"\n", opt, lo, v);
-        return -1;
-    }
-    *out = (int)x;
+// A number option with the type and range of the config key it stands for.
+static int parse_number(void *out, const char *opt, const char *text, const char *key) {
+    if (arg_field(out, opt, text, run_config_field(key)) == 0) return 0;
+    fprintf(stderr, "sdft-sample: %s\n", err_msg());
+    return -1;
+}
+
+// --lora FILE[:SCALE]: a name that exists is the file; else the part after the last
+// ':' is the scale, which must then be a number in validation.lora_scale's range.
+static int parse_lora(lora_arg *l, char *text) {
+    l->path = text;
+    l->scale = 1.0f;
+    char *colon = strrchr(text, ':');
+    if (access(text, F_OK) == 0 || !colon || strchr(colon, '/')) return 0;
+    double scale;
+    if (parse_number(&scale, "--lora FILE:SCALE", colon + 1, "validation.lora_scale")) return -1;
+    *colon = '\0';
+    l->scale = (float)scale;
     return 0;
+}
+
+// Text that goes into the PNG's metadata: checked before any work, not at the end.
+static int check_text(const char *opt, const char *text) {
+    size_t bad;
+    if (utf8_valid(text, &bad)) return 0;
+    fprintf(stderr, "sdft-sample: %s: not valid UTF-8 text (byte %zu)\n", opt, bad);
+    return -1;
 }
 
 static int parse_options(int argc, char **argv, options *o) {
@@ -116,52 +138,34 @@ static int parse_options(int argc, char **argv, options *o) {
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:p:o:h", longopts, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'p': o->prompt = optarg; break;
         case 'o': o->out = optarg; break;
         case 'h': usage(stdout); exit(0);
         case O_NEG: o->negative = optarg; break;
-        case O_STEPS: if (parse_int("--steps", optarg, 1, &o->steps)) return -1; break;
-        case O_W: if (parse_int("--width", optarg, 8, &o->width)) return -1; break;
-        case O_H: if (parse_int("--height", optarg, 8, &o->height)) return -1; break;
-        case O_BATCH: if (parse_int("--batch", optarg, 1, &o->batch)) return -1; break;
-        case O_SKIP: if (parse_int("--clip-skip", optarg, 1, &o->clip_skip)) return -1; break;
-        case O_CFG:
-            o->cfg = strtof(optarg, &end);
-            if (*end || !*optarg) {
-                fprintf(stderr, "sdft-sample: --cfg: expected a number, got \"%s\"\n", optarg);
+        // Each number option takes the range of the config key it stands for.
+        case O_STEPS: if (parse_number(&o->steps, "--steps", optarg, "validation.steps")) return -1; break;
+        case O_W: if (parse_number(&o->width, "--width", optarg, "validation.width")) return -1; break;
+        case O_H: if (parse_number(&o->height, "--height", optarg, "validation.height")) return -1; break;
+        case O_BATCH: if (parse_number(&o->batch, "--batch", optarg, "validation.images_per_prompt")) return -1; break;
+        case O_SKIP: if (parse_number(&o->clip_skip, "--clip-skip", optarg, "model.clip_skip")) return -1; break;
+        case O_CFG: if (parse_number(&o->cfg, "--cfg", optarg, "validation.cfg")) return -1; break;
+        case O_SEED: if (parse_number(&o->seed, "--seed", optarg, "validation.seed")) return -1; break;
+        case O_SAMPLER:
+            if (sampler_from_name(optarg, &o->sampler)) {
+                fprintf(stderr, "sdft-sample: --sampler: %s\n", err_msg());
                 return -1;
             }
+            o->has_sampler = true;
             break;
-        case O_SEED:
-            o->seed = strtoull(optarg, &end, 10);
-            if (*end || !*optarg) {
-                fprintf(stderr, "sdft-sample: --seed: expected an integer, got \"%s\"\n", optarg);
-                return -1;
-            }
-            break;
-        case O_SAMPLER: o->sampler = optarg; break;
-        case O_LORA: {
+        case O_LORA:
             if (o->n_loras == MAX_LORAS) {
                 fprintf(stderr, "sdft-sample: at most %d --lora\n", MAX_LORAS);
                 return -1;
             }
-            lora_arg *l = &o->loras[o->n_loras++];
-            l->path = optarg;
-            l->scale = 1.0f;
-            // FILE:SCALE, where the part after the last ':' parses as a number.
-            char *colon = strrchr(optarg, ':');
-            if (colon) {
-                float s = strtof(colon + 1, &end);
-                if (colon[1] && !*end) {
-                    *colon = '\0';
-                    l->scale = s;
-                }
-            }
+            if (parse_lora(&o->loras[o->n_loras++], optarg)) return -1;
             break;
-        }
         case O_LORA_MODE:
             if (strcmp(optarg, "merge") == 0) o->lora_mode = LORA_MERGE;
             else if (strcmp(optarg, "runtime") == 0) o->lora_mode = LORA_RUNTIME;
@@ -209,6 +213,7 @@ static int parse_options(int argc, char **argv, options *o) {
         fprintf(stderr, "sdft-sample: --model and --prompt are required (see --help)\n");
         return -1;
     }
+    if (check_text("--prompt", o->prompt) || check_text("--negative-prompt", o->negative)) return -1;
     if (o->dev == DEV_CUDA && !backend_available(DEV_CUDA)) {
         fprintf(stderr, "sdft-sample: --device cuda: no CUDA device (or a CPU-only build)\n");
         return -1;
@@ -320,16 +325,13 @@ static int one_off(const options *o) {
     rp.prompt = o->prompt;
     rp.negative_prompt = o->negative;
     rp.steps = o->steps;
-    rp.cfg_scale = o->cfg;
-    rp.seed = o->seed;
+    rp.cfg_scale = (float)o->cfg;
+    rp.seed = (uint64_t)o->seed;
     rp.width = o->width;
     rp.height = o->height;
     rp.batch = o->batch;
     rp.clip_skip = o->clip_skip - 1;
-    if (rc == 0 && o->sampler && sampler_from_name(o->sampler, &rp.sampler)) {
-        fprintf(stderr, "sdft-sample: --sampler: %s\n", err_msg());
-        rc = -1;
-    }
+    if (o->has_sampler) rp.sampler = o->sampler;
     char hash[11];
     char *extra = NULL;
     if (rc == 0) {
@@ -367,19 +369,10 @@ static int from_config(options *o) {
         config_free(&run_config_schema, &cfg);
         return 2;
     }
-    const run_model_section *m = &cfg.model;
     const run_sample_section *v = &cfg.validation;
-    device dev = m->device == RUN_DEVICE_CUDA ? DEV_CUDA : DEV_CPU;
-    if (dev == DEV_CUDA && !backend_available(DEV_CUDA)) {
-        fprintf(stderr, "sdft-sample: %s: model.device cuda, but no CUDA device here\n", o->config);
-        config_free(&run_config_schema, &cfg);
-        return 2;
-    }
     pipeline p;
-    sd_load_options lo = {.dt = m->dtype == RUN_DTYPE_BF16 ? DT_BF16 : DT_F32, .dev = dev,
-                          .config_dir = m->config_dir};
-    if (pipeline_open(&p, m->path, m->tokenizer, m->scheduler_config, &lo)) {
-        fprintf(stderr, "sdft-sample: %s\n", err_msg());
+    if (run_config_open_pipeline(&p, &cfg)) {
+        fprintf(stderr, "sdft-sample: %s: %s\n", o->config, err_msg());
         config_free(&run_config_schema, &cfg);
         return 1;
     }
@@ -403,22 +396,14 @@ static int from_config(options *o) {
     if (rc) fprintf(stderr, "sdft-sample: cannot create %s: %s\n", dir, strerror(errno));
 
     render_params rp;
-    render_params_default(&rp, &p);
-    rp.negative_prompt = v->negative_prompt;
-    rp.steps = v->steps;
-    rp.cfg_scale = (float)v->cfg;
-    rp.width = v->width;
-    rp.height = v->height;
-    rp.batch = v->images_per_prompt;
-    rp.clip_skip = m->clip_skip - 1;
-    if (rc == 0 && v->sampler && sampler_from_name(v->sampler, &rp.sampler)) {
-        fprintf(stderr, "sdft-sample: %s: validation.sampler: %s\n", o->config, err_msg());
+    if (rc == 0 && run_config_render_params(&rp, &p, &cfg)) {
+        fprintf(stderr, "sdft-sample: %s: %s\n", o->config, err_msg());
         rc = -1;
     }
     char hash[11] = "";
     char *extra = NULL;
     if (rc == 0) {
-        model_hash_or_warn(m->path, o->hash, hash);
+        model_hash_or_warn(cfg.model.path, o->hash, hash);
         extra = lora_hashes(o);
     }
     int n_prompts = v->prompts.count, per = v->images_per_prompt, n_images = 0;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/args.h"
 #include "core/check.h"
 #include "train/trainer.h"
 
@@ -41,7 +42,12 @@ int main(int argc, char **argv) {
     for (int c; (c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1;) {
         switch (c) {
         case 'c': config = optarg; break;
-        case 's': opt.stop_after = atoi(optarg); break;
+        case 's':
+            if (arg_field(&opt.stop_after, "--stop-after", optarg, run_config_field("train.steps"))) {
+                fprintf(stderr, "sdft-train: %s\n", err_msg());
+                return 2;
+            }
+            break;
         case 'q': opt.show_progress = false; break;
         case 'H': config_print_help(stdout, &run_config_schema); return 0;
         case 'h': usage(stdout); return 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "kernels/backend.h"
 #include "train/lr_schedule.h"
 
 static const char *const devices[] = {"cpu", "cuda", NULL};
@@ -192,7 +193,24 @@ int run_config_read(run_config *cfg, const char *path, int n_overrides, char *co
         err_set("%s: model.path is not set (a diffusers folder or a .safetensors file)", path);
         return -1;
     }
+    sampler_kind sampler;
+    if (cfg->validation.sampler && sampler_from_name(cfg->validation.sampler, &sampler)) {
+        err_set("%s: validation.sampler: %s", path, err_msg());
+        return -1;
+    }
     return 0;
+}
+
+const cfg_field *run_config_field(const char *key) {
+    const char *dot = strchr(key, '.');
+    CHECK(dot, "run_config_field: \"%s\" is not section.key", key);
+    for (int i = 0; i < run_config_schema.n_fields; i++) {
+        const cfg_field *section = &run_config_schema.fields[i];
+        if (strncmp(section->key, key, (size_t)(dot - key)) || section->key[dot - key]) continue;
+        for (int k = 0; k < section->section->n_fields; k++)
+            if (strcmp(section->section->fields[k].key, dot + 1) == 0) return &section->section->fields[k];
+    }
+    DIE("run_config_field: no config key \"%s\"", key);
 }
 
 // Appends s to the growing buffer.
@@ -224,4 +242,32 @@ char *run_config_expand(const run_config *cfg, const char *prompt) {
         }
     }
     return out;
+}
+
+int run_config_open_pipeline(pipeline *p, const run_config *cfg) {
+    const run_model_section *m = &cfg->model;
+    *p = (pipeline){0};
+    sd_load_options lo = {.dt = m->dtype == RUN_DTYPE_BF16 ? DT_BF16 : DT_F32,
+                          .dev = m->device == RUN_DEVICE_CUDA ? DEV_CUDA : DEV_CPU, .config_dir = m->config_dir};
+    if (lo.dev == DEV_CUDA && !backend_available(DEV_CUDA)) {
+        err_set("model.device is cuda, but no CUDA device answers here (or this is a CPU-only build)");
+        return -1;
+    }
+    return pipeline_open(p, m->path, m->tokenizer, m->scheduler_config, &lo);
+}
+
+int run_config_render_params(render_params *rp, const pipeline *p, const run_config *cfg) {
+    const run_sample_section *v = &cfg->validation;
+    render_params_default(rp, p);
+    rp->negative_prompt = v->negative_prompt;
+    rp->steps = v->steps;
+    rp->cfg_scale = (float)v->cfg;
+    rp->width = v->width, rp->height = v->height;
+    rp->batch = v->images_per_prompt;
+    rp->clip_skip = cfg->model.clip_skip - 1;  // A1111's numbering to diffusers'
+    if (v->sampler && sampler_from_name(v->sampler, &rp->sampler)) {
+        err_set("validation.sampler: %s", err_msg());
+        return -1;
+    }
+    return 0;
 }

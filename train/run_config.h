@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "infer/pipeline.h"
 
 typedef struct {
     char *path;              // diffusers folder or single .safetensors file
@@ -100,8 +101,25 @@ enum { RUN_DTYPE_F32, RUN_DTYPE_BF16 };
 extern const cfg_schema run_config_schema;
 
 // config_init + config_load + the overrides, in that order; checks what the schema
-// cannot (a model path is given). 0, or -1 with err_msg(). Free with config_free.
+// cannot (a model path is given, the sampler's name), so a mistake stops a program
+// before it loads anything. 0, or -1 with err_msg(). Free with config_free.
 int run_config_read(run_config *cfg, const char *path, int n_overrides, char *const *overrides);
+
+// The schema's field of "section.key" (its absence is a program bug): a command-line
+// option that sets what a config key sets takes its type and range from it
+// (core/args.h's arg_field), so both accept the same values.
+const cfg_field *run_config_field(const char *key);
 
 // The prompt with {token} and {class} replaced (caller frees).
 char *run_config_expand(const run_config *cfg, const char *prompt);
+
+// One path from a config to models and renders, for sdft-train, sdft-sample and
+// sdft-eval alike.
+// The model section's pipeline: model.path with its dtype, device and config_dir,
+// model.tokenizer and model.scheduler_config. 0, or -1 with err_msg() (model.device
+// cuda where no CUDA device answers; what pipeline_open reports), *p then zeroed.
+int run_config_open_pipeline(pipeline *p, const run_config *cfg);
+// The validation section's render settings over p's defaults: negative prompt, steps,
+// cfg, size, images per prompt and sampler, with model.clip_skip; the prompt and the
+// seed are the caller's. 0, or -1 with err_msg() naming validation.sampler.
+int run_config_render_params(render_params *rp, const pipeline *p, const run_config *cfg);

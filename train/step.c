@@ -30,26 +30,22 @@ static float scalar_value(const tensor *t) {
     return v;
 }
 
-tensor *dreambooth_loss(sd_model *m, const noise_schedule *ns, const train_batch *b,
-                        const loss_config *lc, loss_parts *parts) {
+void denoising_prediction(tensor **pred, tensor **target, sd_model *m, const noise_schedule *ns,
+                          const train_batch *b) {
     const device dev = m->params.dev;
-    const int B = b->batch, C = m->unet_cfg.in_channels, n_inst = b->n_instance;
+    const int B = b->batch, C = m->unet_cfg.in_channels;
     const size_t per = (size_t)b->height * b->width * C, n = per * B;
-    CHECK(n_inst >= 1 && n_inst <= B, "dreambooth_loss: %d instance rows of %d", n_inst, B);
     const int len = m->clip_cfg.max_position_embeddings;
 
-    float *noisy = xmalloc(n * sizeof *noisy), *target = xmalloc(n * sizeof *target);
+    float *noisy = xmalloc(n * sizeof *noisy), *y = xmalloc(n * sizeof *y), *t = xmalloc((size_t)B * sizeof *t);
     noise_schedule_add_noise(ns, noisy, b->latents, b->noise, b->timesteps, B, per);
-    if (ns->prediction == PRED_V) noise_schedule_velocity(ns, target, b->latents, b->noise, b->timesteps, B, per);
-    else memcpy(target, b->noise, n * sizeof *target);
-    float *t = xmalloc((size_t)B * sizeof *t), *w = xmalloc((size_t)n_inst * sizeof *w);
+    if (ns->prediction == PRED_V) noise_schedule_velocity(ns, y, b->latents, b->noise, b->timesteps, B, per);
+    else memcpy(y, b->noise, n * sizeof *y);
     for (int i = 0; i < B; i++) t[i] = (float)b->timesteps[i];
-    for (int i = 0; i < n_inst; i++) w[i] = min_snr_weight(ns, b->timesteps[i], lc->snr_gamma);
-
     tensor *x = tensor_from_f32(DT_F32, dev, SHAPE(B, b->height, b->width, C), noisy);
-    tensor *y = tensor_from_f32(DT_F32, dev, SHAPE(B, b->height, b->width, C), target);
     tensor *tt = tensor_from_f32(DT_F32, dev, SHAPE(B), t);
-    free(noisy), free(target), free(t);
+    *target = tensor_from_f32(DT_F32, dev, SHAPE(B, b->height, b->width, C), y);
+    free(noisy), free(y), free(t);
 
     tensor *ctx;
     if (b->context) {
@@ -59,9 +55,20 @@ tensor *dreambooth_loss(sd_model *m, const noise_schedule *ns, const train_batch
         ctx = clip_encode(&m->text_encoder, ids, b->clip_skip);
         tensor_free(ids);
     }
-    tensor *pred = unet_forward(&m->unet, x, tt, ctx);
-    if (pred->dtype != DT_F32) pred = nn_replace(pred, op_cast(pred, DT_F32));  // losses in f32
+    *pred = unet_forward(&m->unet, x, tt, ctx);
+    if ((*pred)->dtype != DT_F32) *pred = nn_replace(*pred, op_cast(*pred, DT_F32));  // losses in f32
     tensor_free(ctx), tensor_free(tt), tensor_free(x);
+}
+
+tensor *dreambooth_loss(sd_model *m, const noise_schedule *ns, const train_batch *b,
+                        const loss_config *lc, loss_parts *parts) {
+    const device dev = m->params.dev;
+    const int B = b->batch, n_inst = b->n_instance;
+    CHECK(n_inst >= 1 && n_inst <= B, "dreambooth_loss: %d instance rows of %d", n_inst, B);
+    float *w = xmalloc((size_t)n_inst * sizeof *w);
+    for (int i = 0; i < n_inst; i++) w[i] = min_snr_weight(ns, b->timesteps[i], lc->snr_gamma);
+    tensor *pred, *y;
+    denoising_prediction(&pred, &y, m, ns, b);
 
     tensor *weights = lc->snr_gamma > 0 ? tensor_from_f32(DT_F32, dev, SHAPE(n_inst), w) : NULL;
     free(w);

@@ -39,5 +39,12 @@ typedef struct {
 tensor *dreambooth_loss(sd_model *m, const noise_schedule *ns, const train_batch *b,
                         const loss_config *lc, loss_parts *parts);
 
+// What the loss compares, row by row: the UNet's prediction on the noisy latents
+// (f32, on the tape when grad mode is on) and its target (the noise for epsilon
+// prediction, the velocity for v-prediction), both [batch, h, w, C] on the model's
+// device, C the UNet's input channels. sdft-eval measures adapters with it.
+void denoising_prediction(tensor **pred, tensor **target, sd_model *m, const noise_schedule *ns,
+                          const train_batch *b);
+
 // The Min-SNR-γ weight of timestep t, in float32 as diffusers' compute_snr.
 float min_snr_weight(const noise_schedule *ns, int t, float gamma);

@@ -225,14 +225,10 @@ static int generate_class_images(trainer *t, const char *dir, const char *prompt
     if (make_dir(dir)) return -1;
     log_info("prior: %d class images in %s, generating %d with \"%s\"", have, dir, want - have, prompt);
     render_params rp;
-    render_params_default(&rp, &t->p);
+    if (run_config_render_params(&rp, &t->p, c)) return -1;
     rp.prompt = prompt;
-    rp.negative_prompt = c->validation.negative_prompt;
-    rp.steps = c->validation.steps;
-    rp.cfg_scale = (float)c->validation.cfg;
     rp.width = rp.height = c->data.resolution;
-    rp.clip_skip = c->model.clip_skip - 1;
-    if (c->validation.sampler && sampler_from_name(c->validation.sampler, &rp.sampler)) return -1;
+    rp.batch = 1;
     for (int i = have; i < want; i++) {
         // Seeds of their own, so the class set does not depend on the training seed's use.
         rp.seed = (uint64_t)c->train.seed + 1000003u + (uint64_t)i;
@@ -385,14 +381,7 @@ static int validate(trainer *t) {
     const run_sample_section *v = &t->cfg->validation;
     if (v->prompts.count == 0) return 0;  // validation off
     render_params rp;
-    render_params_default(&rp, &t->p);
-    rp.negative_prompt = v->negative_prompt;
-    rp.steps = v->steps;
-    rp.cfg_scale = (float)v->cfg;
-    rp.width = v->width, rp.height = v->height;
-    rp.batch = v->images_per_prompt;
-    rp.clip_skip = t->cfg->model.clip_skip - 1;
-    if (v->sampler && sampler_from_name(v->sampler, &rp.sampler)) return -1;
+    if (run_config_render_params(&rp, &t->p, t->cfg)) return -1;
     int n = v->prompts.count * v->images_per_prompt, k = 0, rc = 0;
     image_u8 *images = xcalloc((size_t)n, sizeof *images);
     for (int i = 0; i < v->prompts.count && rc == 0; i++) {
@@ -557,14 +546,7 @@ static int setup(trainer *t) {
         return -1;
     }
     if (make_dir(c->output.dir)) return -1;
-    device dev = c->model.device == RUN_DEVICE_CUDA ? DEV_CUDA : DEV_CPU;
-    if (dev == DEV_CUDA && !backend_available(DEV_CUDA)) {
-        err_set("model.device is cuda, but no CUDA device answers here");
-        return -1;
-    }
-    sd_load_options lo = {.dt = c->model.dtype == RUN_DTYPE_BF16 ? DT_BF16 : DT_F32, .dev = dev,
-                          .config_dir = c->model.config_dir};
-    if (pipeline_open(&t->p, c->model.path, c->model.tokenizer, c->model.scheduler_config, &lo)) return -1;
+    if (run_config_open_pipeline(&t->p, c)) return -1;
     sd_model_print_report(&t->p.model);
     t->p.show_progress = false;
     if (pipeline_model_hash(c->model.path, t->hash)) return -1;
