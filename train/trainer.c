@@ -18,7 +18,6 @@
 #include "data/image_io.h"
 #include "data/transform.h"
 #include "infer/pipeline.h"
-#include "kernels/backend.h"
 #include "train/adapters.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
