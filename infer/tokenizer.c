@@ -415,8 +415,8 @@ static int load_specials(clip_tokenizer *tok, const char *dir) {
     const cJSON *max_len = cJSON_GetObjectItemCaseSensitive(config, "model_max_length");
     if (rc == 0 && max_len) {
         double v = cJSON_IsNumber(max_len) ? max_len->valuedouble : 0;
-        if (v < 2 || v != floor(v)) {
-            err_set("%s: model_max_length is not an integer of at least 2", config_path);
+        if (!isfinite(v) || v < 2 || v != floor(v)) {
+            err_set("%s: model_max_length is not a finite integer of at least 2", config_path);
             rc = -1;
         } else if (v <= INT_MAX) {
             tok->max_length = (int)v;

@@ -421,10 +421,9 @@ static void test_configs(void) {
     test_end();
 }
 
-// --- loading errors ------------------------------------------------------------------------------
-
-// A UNet config of n_blocks plain blocks of `layers` ResNets, 8 channels each.
-static const char *unet_config_text(int n_blocks, int layers) {
+// A valid UNet config of n_blocks plain blocks of `layers` ResNets, 8 channels each,
+// with the keys in extra (", \"key\": value") added.
+static const char *unet_config_text(int n_blocks, int layers, const char *extra) {
     static char text[1024];
     char channels[64] = "", down[256] = "", up[256] = "";
     for (int i = 0; i < n_blocks; i++) {
@@ -435,8 +434,18 @@ static const char *unet_config_text(int n_blocks, int layers) {
     snprintf(text, sizeof text,
              "{\"block_out_channels\": [%s], \"layers_per_block\": %d, \"norm_num_groups\": 4,\n"
              " \"attention_head_dim\": 1, \"cross_attention_dim\": 8,\n"
-             " \"down_block_types\": [%s],\n \"up_block_types\": [%s]}",
-             channels, layers, down, up);
+             " \"down_block_types\": [%s],\n \"up_block_types\": [%s]%s}",
+             channels, layers, down, up, extra);
+    return text;
+}
+
+// A valid one-block VAE config with the keys in extra added.
+static const char *vae_config_text(const char *extra) {
+    static char text[512];
+    snprintf(text, sizeof text,
+             "{\"block_out_channels\": [8], \"norm_num_groups\": 4, \"down_block_types\": [\"DownEncoderBlock2D\"],"
+             " \"up_block_types\": [\"UpDecoderBlock2D\"]%s}",
+             extra);
     return text;
 }
 
@@ -460,20 +469,26 @@ static void test_config_bounds(void) {
     unet_config u;
     vae_config v;
     clip_config c;
-    const char *p = write_text("many_layers.json", unet_config_text(2, 48));
+    // Each file is valid but for the key named.
+    const char *p = write_text("valid_unet.json", unet_config_text(2, 2, ""));
+    EXPECT(unet_config_load(&u, p) == 0, "%s", err_msg());
+    p = write_text("valid_vae.json", vae_config_text(""));
+    EXPECT(vae_config_load(&v, p) == 0, "%s", err_msg());
+    p = write_text("many_layers.json", unet_config_text(2, 48, ""));
     expect_config_error(unet_config_load(&u, p), p, "key \"layers_per_block\": expected an integer from 1 to 8");
-    p = write_text("many_blocks.json", unet_config_text(CFG_MAX_BLOCKS + 1, 2));
+    p = write_text("many_blocks.json", unet_config_text(CFG_MAX_BLOCKS + 1, 2, ""));
     expect_config_error(unet_config_load(&u, p), p, "key \"block_out_channels\"");
-    p = write_text("deep_blocks.json", "{\"block_out_channels\": [8], \"transformer_layers_per_block\": 1000,"
-                                       " \"down_block_types\": [\"CrossAttnDownBlock2D\"],"
-                                       " \"up_block_types\": [\"CrossAttnUpBlock2D\"]}");
+    p = write_text("deep_blocks.json", unet_config_text(2, 2, ", \"transformer_layers_per_block\": 1000"));
     expect_config_error(unet_config_load(&u, p), p, "key \"transformer_layers_per_block\"");
-    p = write_text("wide.json", "{\"block_out_channels\": [8, 1048576], \"down_block_types\": [\"DownBlock2D\","
-                                " \"DownBlock2D\"], \"up_block_types\": [\"UpBlock2D\", \"UpBlock2D\"]}");
+    p = write_text("wide.json", "{\"block_out_channels\": [8, 1048576], \"norm_num_groups\": 8,"
+                                " \"down_block_types\": [\"DownBlock2D\", \"DownBlock2D\"],"
+                                " \"up_block_types\": [\"UpBlock2D\", \"UpBlock2D\"]}");
     expect_config_error(unet_config_load(&u, p), p, "key \"block_out_channels\"");
-    p = write_text("huge_sample.json", "{\"sample_size\": 1000000}");
+    p = write_text("unet_sample.json", unet_config_text(2, 2, ", \"sample_size\": 1000000"));
+    expect_config_error(unet_config_load(&u, p), p, "key \"sample_size\"");
+    p = write_text("huge_sample.json", vae_config_text(", \"sample_size\": 1000000"));
     expect_config_error(vae_config_load(&v, p), p, "key \"sample_size\"");
-    p = write_text("vae_layers.json", "{\"layers_per_block\": 9}");
+    p = write_text("vae_layers.json", vae_config_text(", \"layers_per_block\": 9"));
     expect_config_error(vae_config_load(&v, p), p, "key \"layers_per_block\"");
     p = write_text("clip_layers.json", "{\"num_hidden_layers\": 100000}");
     expect_config_error(clip_config_load(&c, p), p, "key \"num_hidden_layers\"");
@@ -484,7 +499,7 @@ static void test_config_bounds(void) {
 
     // The largest UNet the bounds allow: a forward pass pushes and pops every skip
     // connection (AddressSanitizer, make test-asan, watches the stack's end).
-    p = write_text("at_bounds.json", unet_config_text(CFG_MAX_BLOCKS, CFG_MAX_LAYERS_PER_BLOCK));
+    p = write_text("at_bounds.json", unet_config_text(CFG_MAX_BLOCKS, CFG_MAX_LAYERS_PER_BLOCK, ""));
     int rc = unet_config_load(&u, p);
     EXPECT(rc == 0, "%s", err_msg());
     if (rc == 0) {
@@ -508,30 +523,32 @@ static void test_config_bounds(void) {
     test_end();
 
     test_begin("models: non-finite and out-of-range numbers in config.json name the file and the key");
-    p = write_text("eps_inf.json", "{\"norm_eps\": 1e999}");
+    p = write_text("eps_inf.json", unet_config_text(2, 2, ", \"norm_eps\": 1e999"));
     expect_config_error(unet_config_load(&u, p), p, "key \"norm_eps\": expected a finite number from");
-    p = write_text("eps_zero.json", "{\"norm_eps\": 0}");
+    p = write_text("eps_zero.json", unet_config_text(2, 2, ", \"norm_eps\": 0"));
     expect_config_error(unet_config_load(&u, p), p, "key \"norm_eps\": expected a finite number from");
     p = write_text("eps_negative.json", "{\"layer_norm_eps\": -1e-5}");
     expect_config_error(clip_config_load(&c, p), p, "key \"layer_norm_eps\"");
     p = write_text("eps_big.json", "{\"layer_norm_eps\": -1e999}");
     expect_config_error(clip_config_load(&c, p), p, "key \"layer_norm_eps\"");
-    p = write_text("scale_inf.json", "{\"scaling_factor\": Infinity}");
+    p = write_text("scale_inf.json", vae_config_text(", \"scaling_factor\": Infinity"));
     expect_config_error(vae_config_load(&v, p), p, "key \"scaling_factor\": expected a finite number");
-    p = write_text("scale_zero.json", "{\"scaling_factor\": 0}");
+    p = write_text("scale_zero.json", vae_config_text(", \"scaling_factor\": 0"));
     expect_config_error(vae_config_load(&v, p), p, "key \"scaling_factor\"");
-    p = write_text("scale_float.json", "{\"mid_block_scale_factor\": 1e300}");
+    p = write_text("scale_float.json", unet_config_text(2, 2, ", \"mid_block_scale_factor\": 1e300"));
     expect_config_error(unet_config_load(&u, p), p, "key \"mid_block_scale_factor\"");
-    p = write_text("shift.json", "{\"freq_shift\": 1e999}");
+    p = write_text("shift.json", unet_config_text(2, 2, ", \"freq_shift\": 1e999"));
     expect_config_error(unet_config_load(&u, p), p, "key \"freq_shift\"");
     // JSON has no NaN: Python's json writes a bare NaN, which does not parse.
     p = write_text("nan.json", "{\"scaling_factor\": NaN}");
-    expect_config_error(vae_config_load(&v, p), p, "");
+    expect_config_error(vae_config_load(&v, p), p, "malformed JSON");
     test_end();
 }
 
 // A copy of the tiny folder in the scratch dir, to break.
 static const char *scratch_copy(const char *name) {
+// --- loading errors ------------------------------------------------------------------------------
+
     static char dst[1024];
     snprintf(dst, sizeof dst, "%s/%s", scratch_dir(), name);
     char cmd[2600];

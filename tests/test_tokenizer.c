@@ -414,6 +414,9 @@ static void test_refused(void) {
         "a bad model_max_length", "max-length",
         (const char *[]){"tokenizer_config.json", "{\"model_max_length\": \"77\"}", NULL},
         "tokenizer_config.json", "model_max_length");
+    expect_refused("an infinite model_max_length", "max-length-inf",
+                   (const char *[]){"tokenizer_config.json", "{\"model_max_length\": 1e999}", NULL},
+                   "tokenizer_config.json", "model_max_length is not a finite integer");
 }
 
 // --- invalid UTF-8 ------------------------------------------------------------------------
