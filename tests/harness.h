@@ -73,5 +73,9 @@ typedef struct {
 // Parses spec->cases[index]; aborts on a malformed spec (a bug in the test table).
 void harness_parse_case(op_case *c, const op_spec *spec, int index);
 bool kind_is_differentiable(const char *kind);
+// The backends a test compares with the CPU into devs (cuda-emu, and cuda when a GPU
+// answers); returns how many. When the cuda backend cannot run, a test "<what> on cuda"
+// is recorded: SKIPPED with the reason, or FAILED under SDFT_REQUIRE_GPU (make test-gpu).
+int harness_backends_to_compare(device *devs, const char *what);
 // ‖ours − ref‖₂ / ‖ref‖₂ (‖ours − ref‖₂ when ref is all zero).
 double rel_error(const float *ours, const float *ref, int64_t n);

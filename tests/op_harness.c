@@ -599,22 +599,35 @@ static void check_coverage(void) {
     test_end();
 }
 
+int harness_backends_to_compare(device *devs, const char *what) {
+    int n = compare_devices(devs);
+    bool required = getenv("SDFT_REQUIRE_GPU") != NULL;
+#ifdef SDFT_HAVE_CUDA
+    if (!backend_available(DEV_CUDA)) {
+        test_begin("%s on cuda", what);
+        if (required)
+            EXPECT(false, "SDFT_REQUIRE_GPU is set but no GPU answers");
+        else
+            test_skip("this build has the cuda backend but no GPU answers here; make test-gpu runs it on one");
+        test_end();
+    }
+#else
+    if (required) {
+        test_begin("%s on cuda", what);
+        EXPECT(false, "SDFT_REQUIRE_GPU is set but this build has no cuda backend (no nvcc)");
+        test_end();
+    }
+#endif
+    return n;
+}
+
 // Which backends this run compares, and a failure when a GPU was required and is absent.
 static void report_backends(void) {
     device devs[DEV_COUNT];
-    int n = compare_devices(devs);
+    int n = harness_backends_to_compare(devs, "ops: the harness");
     printf("  backends compared against cpu:");
     for (int d = 0; d < n; d++) printf(" %s", device_name(devs[d]));
     printf("%s\n", n ? "" : " none");
-#ifdef SDFT_HAVE_CUDA
-    test_begin("ops/cuda backend on a GPU");
-    if (getenv("SDFT_REQUIRE_GPU"))
-        EXPECT(backend_available(DEV_CUDA), "SDFT_REQUIRE_GPU is set but no GPU answers");
-    else if (!backend_available(DEV_CUDA))
-        test_skip("this build has the cuda backend but no GPU answers here; make test-gpu runs "
-                  "the harness on one");
-    test_end();
-#endif
 }
 
 void suite_ops(void) {
