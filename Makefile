@@ -267,6 +267,9 @@ $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(LIB)
 GOLDEN_PYTHON ?= $(if $(wildcard .venv-golden/bin/python),.venv-golden/bin/python,$(PYTHON))
 # lora.py also loads the adapters our trainer writes for tests/fixtures/lora/trained.yaml.
 TRAINED := $(BUILD)/lora-trained
+# comfy_lora.py runs ComfyUI's comfy/lora.py and comfy/utils.py from here, at the commits
+# pinned in the script (not a dependency of the project, never committed).
+COMFYUI_DIR ?= .venv-golden/comfyui
 golden: $(BUILD)/run_tests $(BUILD)/sdft-train $(BUILD)/sdft-demo-images $(BUILD)/clip-tokenizer/vocab.json
 	$(BUILD)/run_tests --list-op-cases > $(BUILD)/op_cases.json
 	$(GOLDEN_PYTHON) tools/golden/ops.py $(BUILD)/op_cases.json tests/fixtures/ops.safetensors
@@ -276,6 +279,7 @@ golden: $(BUILD)/run_tests $(BUILD)/sdft-train $(BUILD)/sdft-demo-images $(BUILD
 	$(BUILD)/sdft-train --config tests/fixtures/lora/trained.yaml model.tokenizer=$(BUILD)/clip-tokenizer \
 	  data.instance_dir=$(TRAINED)/photos output.dir=$(TRAINED)/out
 	$(GOLDEN_PYTHON) tools/golden/lora.py tests/fixtures/models tests/fixtures/lora $(TRAINED)/out
+	$(GOLDEN_PYTHON) tools/golden/comfy_lora.py $(COMFYUI_DIR) tests/fixtures/models tests/fixtures/lora
 	$(GOLDEN_PYTHON) tools/golden/train.py tests/fixtures/models tests/fixtures/train
 	$(GOLDEN_PYTHON) tools/golden/tokenizer.py $(BUILD)/clip-tokenizer tests/fixtures/tokenizer/clip_ids.json
 	$(GOLDEN_PYTHON) tools/golden/data.py ../shared/data tests/fixtures/data

@@ -7,16 +7,22 @@
 // modes must agree, stacked adapters must add up, the names must go both ways, and
 // every bad file must be refused (strict) or skipped and counted (lenient). The
 // trained_* cases are the two files our trainer wrote for trained.yaml: what we save
-// loads in diffusers and gives the same outputs as our engine with it.
+// loads in diffusers and gives the same outputs as our engine with it. comfy-keys.json
+// and comfy-deltas.safetensors (tools/golden/comfy_lora.py) are where ComfyUI's own
+// comfy/lora.py puts those files' tensors and what it adds to the weights.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
+#include "core/files.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "infer/lora.h"
+#include "train/adapters.h"
 #include "tests/harness.h"
 #include "tests/test.h"
 
@@ -691,6 +697,163 @@ static void test_non_finite(void) {
     sd_model_free(&m);
 }
 
+// --- ComfyUI's loader -------------------------------------------------------------------------------
+
+// tools/golden/comfy_lora.py ran ComfyUI's own comfy/lora.py key maps and load_lora over
+// trained.safetensors and trained_kohya.safetensors: comfy-keys.json records the weight each
+// of their tensors lands on (as our module name) with its shape, and the tensors ComfyUI left
+// unused; comfy-deltas.safetensors what ComfyUI adds to one weight of each kind.
+
+// "a,b,c" into a cfg_strings of pointers into buf (which it cuts).
+static cfg_strings split_list(char *buf, char **items, int max) {
+    cfg_strings out = {items, 0};
+    for (char *tok = strtok(buf, ","); tok && out.count < max; tok = strtok(NULL, ",")) items[out.count++] = tok;
+    return out;
+}
+
+// Our trainer's files for trained.yaml's targets, rank and alpha (as the fixture records
+// them), written fresh into the scratch dir: [0] PEFT layout, [1] kohya layout.
+static void write_fresh_adapters(const sd_model *m, char paths[2][1024]) {
+    st_file *shown = st_open(fixture_path("trained.safetensors"));
+    CHECK(shown, "%s", err_msg());
+    const char *unet = st_meta(shown, "sdft_targets"), *te = st_meta(shown, "sdft_text_encoder_targets");
+    const char *rank = st_meta(shown, "sdft_rank"), *alpha = st_meta(shown, "sdft_alpha");
+    CHECK(unet && te && rank && alpha, "trained.safetensors lacks the sdft_* metadata; regenerate with make golden");
+    char unet_buf[512], te_buf[512], *unet_items[32], *te_items[32];
+    snprintf(unet_buf, sizeof unet_buf, "%s", unet);
+    snprintf(te_buf, sizeof te_buf, "%s", te);
+    cfg_strings unet_targets = split_list(unet_buf, unet_items, 32), te_targets = split_list(te_buf, te_items, 32);
+    train_adapters ta;
+    rng_stream rng = {.seed = 5};
+    CHECK(train_adapters_init(&ta, (sd_model *)m, &unet_targets, &te_targets, atoi(rank), (float)atof(alpha), &rng) == 0,
+          "%s", err_msg());
+    snprintf(paths[0], 1024, "%s", scratch_path("fresh-peft.safetensors"));
+    snprintf(paths[1], 1024, "%s", scratch_path("fresh-kohya.safetensors"));
+    CHECK(train_adapters_save_peft(&ta, paths[0], 0, NULL, NULL) == 0, "%s", err_msg());
+    CHECK(train_adapters_save_kohya(&ta, paths[1], 0, NULL, NULL) == 0, "%s", err_msg());
+    train_adapters_free(&ta);
+    st_close(shown);
+}
+
+static bool in_list(const cJSON *list, const char *s) {
+    for (const cJSON *it = list ? list->child : NULL; it; it = it->next)
+        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0) return true;
+    return false;
+}
+
+// The fresh file's tensors against ComfyUI's record for the fixture in the same layout:
+// each applied one on the module our key names, with the shape ComfyUI got; the others
+// in its unused list. Returns how many ComfyUI left unused.
+static int expect_comfy_keys(const char *fresh_path, const cJSON *record, bool kohya) {
+    const cJSON *applied = cJSON_GetObjectItemCaseSensitive(record, "applied");
+    const cJSON *unused = cJSON_GetObjectItemCaseSensitive(record, "unused");
+    st_file *f = st_open(fresh_path);
+    CHECK(f && cJSON_IsObject(applied) && cJSON_IsArray(unused), "%s / comfy-keys.json: %s", fresh_path, err_msg());
+    int n_unused = 0;
+    for (int i = 0; i < st_count(f); i++) {
+        const st_entry *e = st_entry_at(f, i);
+        const cJSON *where = cJSON_GetObjectItemCaseSensitive(applied, e->name);
+        if (!where) {
+            EXPECT(in_list(unused, e->name), "%s: ComfyUI's record has no tensor %s", fresh_path, e->name);
+            n_unused++;
+            continue;
+        }
+        // The module our key names: the key without its suffix, in canonical spelling.
+        static const char *const suffixes[][2] = {{LORA_PEFT_DOWN, LORA_PEFT_UP}, {LORA_KOHYA_DOWN, LORA_KOHYA_UP}};
+        const char *module = cJSON_GetArrayItem(where, 0)->valuestring, *shape_of = cJSON_GetArrayItem(where, 1)->valuestring;
+        char name[PARAM_NAME_MAX], key[PARAM_NAME_MAX + 32];
+        CHECK(kohya ? lora_kohya_name(module, name, sizeof name) : lora_peft_name(module, name, sizeof name), "%s",
+              module);
+        bool ours = false;
+        for (int s = 0; s < 2; s++) {
+            snprintf(key, sizeof key, "%s%s", name, suffixes[kohya][s]);
+            ours = ours || strcmp(key, e->name) == 0;
+        }
+        snprintf(key, sizeof key, "%s%s", name, LORA_KOHYA_ALPHA);
+        ours = ours || (kohya && strcmp(key, e->name) == 0);
+        EXPECT(ours, "%s: ComfyUI applies %s to %s (%s), not to the module it names", fresh_path, e->name, module,
+               shape_of);
+        const cJSON *shape = cJSON_GetArrayItem(where, 2);
+        bool same = cJSON_GetArraySize(shape) == e->ndim;
+        for (int d = 0; same && d < e->ndim; d++) same = cJSON_GetArrayItem(shape, d)->valuedouble == e->shape[d];
+        EXPECT(same, "%s: %s has %d dimensions, not the shape ComfyUI loaded", fresh_path, e->name, e->ndim);
+    }
+    EXPECT(cJSON_GetArraySize(applied) + cJSON_GetArraySize(unused) == st_count(f),
+           "%s: %d tensors; ComfyUI's record has %d applied and %d unused", fresh_path, st_count(f),
+           cJSON_GetArraySize(applied), cJSON_GetArraySize(unused));
+    st_close(f);
+    return n_unused;
+}
+
+static void test_comfy(void) {
+    test_begin("lora: every tensor of the files our trainer writes lands where ComfyUI's comfy/lora.py puts it, "
+               "on the module it names, with its shape");
+    sd_model m;
+    load_model(&m, DEV_CPU);
+    char fresh[2][1024];
+    write_fresh_adapters(&m, fresh);
+    cJSON *root = NULL;
+    CHECK(read_json_object(fixture_path("comfy-keys.json"), &root) == 0, "comfy-keys.json: %s", err_msg());
+    const cJSON *peft = cJSON_GetObjectItemCaseSensitive(root, "trained.safetensors");
+    const cJSON *kohya = cJSON_GetObjectItemCaseSensitive(root, "trained_kohya.safetensors");
+    int kohya_unused = expect_comfy_keys(fresh[1], kohya, true);
+    EXPECT(kohya_unused == 0, "ComfyUI leaves %d tensors of the kohya file unused", kohya_unused);
+    // ComfyUI's key map spells the UNet's attention projections of this layout as the
+    // attention processors did ("...attn1.processor.to_q"), so it leaves diffusers'
+    // own names for them unused: the kohya file is the one for ComfyUI.
+    int peft_unused = expect_comfy_keys(fresh[0], peft, false);
+    const cJSON *unused = cJSON_GetObjectItemCaseSensitive(peft, "unused");
+    for (const cJSON *it = unused ? unused->child : NULL; it; it = it->next)
+        EXPECT(strncmp(it->valuestring, "unet.", 5) == 0 && strstr(it->valuestring, ".attn") &&
+                   strstr(it->valuestring, ".to_"),
+               "ComfyUI leaves %s of the PEFT file unused", it->valuestring);
+    printf("    ComfyUI leaves %d tensors (the UNet attention projections) of the PEFT layout unused\n", peft_unused);
+    cJSON_Delete(root);
+    sd_model_free(&m);
+    test_end();
+
+    test_begin("lora: our merge adds to each weight what ComfyUI's calculate_weight adds, every layer kind, "
+               "both layouts, within %g", TOL);
+    st_file *deltas = st_open(fixture_path("comfy-deltas.safetensors"));
+    CHECK(deltas, "%s", err_msg());
+    const char *files[] = {"trained.safetensors", "trained_kohya.safetensors"};
+    int compared = 0;
+    for (int k = 0; k < 2; k++) {
+        sd_model before, after;
+        load_model(&before, DEV_CPU);
+        load_model(&after, DEV_CPU);
+        lora_set none = {0};
+        EXPECT(lora_load(&none, &after, fixture_path(files[k]), 1.0f, LORA_MERGE, false, NULL) == 0, "%s", err_msg());
+        for (int i = 0; i < st_count(deltas); i++) {
+            const st_entry *e = st_entry_at(deltas, i);
+            size_t n = strlen(files[k]);
+            if (strncmp(e->name, files[k], n) != 0 || e->name[n] != ':') continue;
+            char weight[PARAM_NAME_MAX + 8];
+            snprintf(weight, sizeof weight, "%s.weight", e->name + n + 1);
+            const param *p = params_find(&after.params, weight);
+            CHECK(p, "no parameter %s", weight);
+            int at = (int)(p - after.params.items);
+            float *w1 = host_floats(*after.params.items[at].slot), *w0 = host_floats(*before.params.items[at].slot);
+            tensor *ref = fixture_tensor(deltas, e->name, DEV_CPU);
+            float *d = host_floats(ref);
+            int64_t numel = tensor_numel(ref);
+            EXPECT(numel == tensor_numel(*p->slot), "%s: %lld values, the weight %lld", e->name, (long long)numel,
+                   (long long)tensor_numel(*p->slot));
+            for (int64_t j = 0; j < numel; j++) w1[j] -= w0[j];
+            double err = numel == tensor_numel(*p->slot) ? rel_error(w1, d, numel) : INFINITY;
+            EXPECT(err <= TOL, "%s: our delta differs from ComfyUI's by %.3g", e->name, err);
+            compared++;
+            free(w1), free(w0), free(d);
+            tensor_free(ref);
+        }
+        sd_model_free(&before);
+        sd_model_free(&after);
+    }
+    EXPECT(compared == st_count(deltas) && compared >= 14, "%d of %d deltas compared", compared, st_count(deltas));
+    st_close(deltas);
+    test_end();
+}
+
 void suite_lora(void) {
     reference();
     test_names();
@@ -700,6 +863,7 @@ void suite_lora(void) {
     test_peft_config();
     test_bad_files();
     test_non_finite();
+    test_comfy();
     test_emulated();
     st_close(ref_file);
     ref_file = NULL;
