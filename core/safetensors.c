@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "core/check.h"
-#include "kernels/backend.h"
 
 // The Python package refuses larger headers; a bigger one is garbage, not a model.
 #define MAX_HEADER_BYTES 100000000u
@@ -91,14 +90,8 @@ static void file_destroy(st_file *f) {
 
 // --- header checks ---------------------------------------------------------------
 
-// A string from the file as it goes into a one-line message: control characters
-// escaped, a long one cut at a character boundary.
-typedef struct {
-    char s[128];
-} shown;
-
-static shown show(const char *s) {
-    shown out;
+st_shown st_show(const char *s) {
+    st_shown out;
     size_t used = 0;
     while (*s) {
         unsigned char c = (unsigned char)*s;
@@ -232,14 +225,15 @@ static bool read_metadata(st_file *f, const cJSON *meta) {
     }
     const char *dup = duplicate_key(meta);
     if (dup) {
-        err_set("%s: __metadata__ has the key '%s' twice", f->label, show(dup).s);
+        err_set("%s: __metadata__ has the key '%s' twice", f->label, st_show(dup).s);
         return false;
     }
     int n = cJSON_GetArraySize(meta);
     f->meta = xcalloc((size_t)n, sizeof *f->meta);
     for (const cJSON *it = meta->child; it; it = it->next) {
         if (!cJSON_IsString(it)) {
-            err_set("%s: __metadata__ value of '%s' is not a string", f->label, show(it->string).s);
+            err_set("%s: __metadata__ value of '%s' is not a string", f->label,
+                    st_show(it->string).s);
             return false;
         }
         f->meta[f->meta_count++] = (meta_pair){xstrdup(it->string), xstrdup(it->valuestring)};
@@ -250,7 +244,7 @@ static bool read_metadata(st_file *f, const cJSON *meta) {
 // The member key of a tensor entry, or NULL with the "missing" message.
 static const cJSON *entry_field(const st_file *f, const cJSON *entry, const char *key) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(entry, key);
-    if (!item) err_set("%s: tensor '%s': missing \"%s\"", f->label, show(entry->string).s, key);
+    if (!item) err_set("%s: tensor '%s': missing \"%s\"", f->label, st_show(entry->string).s, key);
     return item;
 }
 
@@ -258,14 +252,14 @@ static const cJSON *entry_field(const st_file *f, const cJSON *entry, const char
 // shape implies. Where it lies in the data section is checked once all are read.
 static bool read_entry(const st_file *f, const cJSON *entry, st_entry *e) {
     const char *L = f->label;
-    shown name = show(entry->string);
+    st_shown name = st_show(entry->string);
     if (!cJSON_IsObject(entry)) {
         err_set("%s: tensor '%s': entry is not an object", L, name.s);
         return false;
     }
     const char *dup = duplicate_key(entry);
     if (dup) {
-        err_set("%s: tensor '%s': key \"%s\" appears twice", L, name.s, show(dup).s);
+        err_set("%s: tensor '%s': key \"%s\" appears twice", L, name.s, st_show(dup).s);
         return false;
     }
     const cJSON *dtype_item = entry_field(f, entry, "dtype");
@@ -280,7 +274,7 @@ static bool read_entry(const st_file *f, const cJSON *entry, st_entry *e) {
     int format = format_by_name(dtype_item->valuestring);
     if (format < 0) {
         err_set("%s: tensor '%s': unknown dtype \"%s\"", L, name.s,
-                show(dtype_item->valuestring).s);
+                st_show(dtype_item->valuestring).s);
         return false;
     }
     e->dtype_str = formats[format].name;
@@ -371,8 +365,8 @@ static bool check_coverage(const st_file *f) {
             const st_entry *prev = &f->entries[i - 1];
             err_set("%s: tensors '%s' [%" PRIu64 ", %" PRIu64 ") and '%s' [%" PRIu64 ", %" PRIu64
                     ") overlap",
-                    f->label, show(prev->name).s, prev->begin, prev->end, show(e->name).s, e->begin,
-                    e->end);
+                    f->label, st_show(prev->name).s, prev->begin, prev->end, st_show(e->name).s,
+                    e->begin, e->end);
             return false;
         }
         if (e->begin > pos) {
@@ -429,7 +423,7 @@ static bool read_root(st_file *f, const cJSON *root, const char *header, size_t 
         if (strcmp(dup, "__metadata__") == 0)
             err_set("%s: __metadata__ appears twice", L);
         else
-            err_set("%s: duplicate tensor name '%s'", L, show(dup).s);
+            err_set("%s: duplicate tensor name '%s'", L, st_show(dup).s);
         return false;
     }
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
@@ -545,9 +539,16 @@ st_file *st_open(const char *path) {
     return file_new(base, len, path, true);
 }
 
+st_file *st_retain(st_file *f) {
+    f->refs++;
+    return f;
+}
+
 void st_close(st_file *f) {
     if (f && --f->refs == 0) file_destroy(f);
 }
+
+const char *st_label(const st_file *f) { return f->label; }
 
 int st_count(const st_file *f) { return f->count; }
 
@@ -588,55 +589,18 @@ const void *st_data(const st_file *f, const st_entry *e) { return f->data + e->b
 uint64_t st_data_size(const st_file *f) { return f->data_len; }
 uint64_t st_header_size(const st_file *f) { return f->header_len; }
 
-static void release_file(void *owner) { st_close(owner); }
-
-tensor *st_tensor(st_file *f, const st_entry *e) {
-    if (e->dtype < 0) {
-        err_set("%s: tensor '%s' has dtype %s, which sdft does not compute with", f->label,
-                show(e->name).s, e->dtype_str);
-        return NULL;
-    }
-    dtype dt = (dtype)e->dtype;
-    // The tensor API has no read-only tensors; the mapping's PROT_READ enforces it.
-    void *bytes = (void *)st_data(f, e);
-    if ((uintptr_t)bytes % dtype_size(dt) == 0) {
-        f->refs++;
-        return tensor_wrap(dt, DEV_CPU, e->ndim, e->shape, bytes, f, release_file);
-    }
-    tensor *t = tensor_new(dt, DEV_CPU, e->ndim, e->shape);
-    memcpy(tensor_data(t), bytes, e->end - e->begin);
-    return t;
-}
-
-tensor *st_load(st_file *f, const char *name, dtype dt, device dev) {
-    const st_entry *e = st_find(f, name);
-    if (!e) {
-        err_set("%s: no tensor '%s'", f->label, name);
-        return NULL;
-    }
-    if (e->dtype >= 0 && e->dtype != (int)dt &&
-        !(dtype_is_float((dtype)e->dtype) && dtype_is_float(dt))) {
-        err_set("%s: tensor '%s' is %s and cannot load as %s", f->label, name, e->dtype_str,
-                dtype_name(dt));
-        return NULL;
-    }
-    tensor *src = st_tensor(f, e);
-    if (!src) return NULL;
-    tensor *host = tensor_new(dt, DEV_CPU, e->ndim, e->shape);
-    backend_for(DEV_CPU)->copy(host, src);
-    tensor_free(src);
-    if (dev == DEV_CPU) return host;
-    tensor *out = tensor_new(dt, dev, e->ndim, e->shape);
-    backend_for(dev)->upload(tensor_data(out), tensor_data(host), out->st->nbytes);
-    tensor_free(host);
-    return out;
-}
-
 // --- writing ---------------------------------------------------------------------
 
+// One tensor to write: its descriptor and borrowed bytes.
 typedef struct {
     char *name;
-    tensor *t;
+    dtype dt;
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    size_t nbytes;
+    const void *data;
+    void *owner;
+    void (*release)(void *owner);
 } named_tensor;
 
 struct st_writer {
@@ -669,20 +633,27 @@ void st_writer_meta(st_writer *w, const char *key, const char *value) {
     w->meta[w->meta_count++] = (meta_pair){xstrdup(key), xstrdup(value)};
 }
 
-void st_writer_add(st_writer *w, const char *name, tensor *t) {
-    CHECK(t, "st_writer_add(%s): NULL tensor", name);
+void st_writer_add_bytes(st_writer *w, const char *name, dtype dt, int ndim,
+                         const int64_t *shape, const void *data, void *owner,
+                         void (*release)(void *owner)) {
     CHECK(strcmp(name, "__metadata__") != 0, "__metadata__ is not a tensor name");
+    CHECK(ndim >= 0 && ndim <= TENSOR_MAX_DIMS, "tensor '%s': %d dims", name, ndim);
     for (int i = 0; i < w->count; i++)
         CHECK(strcmp(w->tensors[i].name, name) != 0, "tensor '%s' added twice", name);
+    named_tensor t = {xstrdup(name), dt, ndim, {0}, dtype_size(dt), data, owner, release};
+    for (int d = 0; d < ndim; d++) {
+        t.shape[d] = shape[d];
+        t.nbytes *= (size_t)shape[d];
+    }
     w->tensors = grow(w->tensors, w->count, &w->cap, sizeof *w->tensors);
-    w->tensors[w->count++] = (named_tensor){xstrdup(name), tensor_retain(t)};
+    w->tensors[w->count++] = t;
 }
 
 void st_writer_free(st_writer *w) {
     if (!w) return;
     for (int i = 0; i < w->count; i++) {
         free(w->tensors[i].name);
-        tensor_free(w->tensors[i].t);
+        if (w->tensors[i].release) w->tensors[i].release(w->tensors[i].owner);
     }
     for (int i = 0; i < w->meta_count; i++) {
         free(w->meta[i].key);
@@ -744,13 +715,9 @@ static void sb_json_string(strbuf *t, const char *s) {
 
 static int compare_for_layout(const void *a, const void *b) {
     const named_tensor *x = a, *y = b;
-    int fx = format_of(x->t->dtype), fy = format_of(y->t->dtype);
+    int fx = format_of(x->dt), fy = format_of(y->dt);
     if (fx != fy) return fy - fx;
     return strcmp(x->name, y->name);
-}
-
-static size_t tensor_bytes(const tensor *t) {
-    return (size_t)tensor_numel(t) * dtype_size(t->dtype);
 }
 
 // The header for tensors already in layout order, padded with spaces to 8 bytes.
@@ -769,11 +736,11 @@ static strbuf build_header(const st_writer *w, const named_tensor *order) {
     }
     uint64_t offset = 0;
     for (int i = 0; i < w->count; i++) {
-        const tensor *t = order[i].t;
+        const named_tensor *t = &order[i];
         if (i || w->meta_count) sb_str(&h, ",");
         sb_json_string(&h, order[i].name);
         sb_str(&h, ":{\"dtype\":\"");
-        sb_str(&h, formats[format_of(t->dtype)].name);
+        sb_str(&h, formats[format_of(t->dt)].name);
         sb_str(&h, "\",\"shape\":[");
         for (int d = 0; d < t->ndim; d++) {
             if (d) sb_str(&h, ",");
@@ -782,7 +749,7 @@ static strbuf build_header(const st_writer *w, const named_tensor *order) {
         sb_str(&h, "],\"data_offsets\":[");
         sb_u64(&h, offset);
         sb_str(&h, ",");
-        offset += tensor_bytes(t);
+        offset += t->nbytes;
         sb_u64(&h, offset);
         sb_str(&h, "]}");
     }
@@ -803,28 +770,6 @@ static bool write_all(int fd, const void *buf, size_t n) {
     return true;
 }
 
-// Writes t's bytes in row-major order, gathering strided or device tensors into a
-// contiguous host copy first.
-static bool write_tensor(int fd, const tensor *t) {
-    const backend *be = backend_for(t->dev);
-    tensor *packed = NULL;
-    if (!tensor_is_contiguous(t)) {
-        packed = tensor_new(t->dtype, t->dev, t->ndim, t->shape);
-        be->copy(packed, t);
-    }
-    const tensor *src = packed ? packed : t;
-    size_t n = tensor_bytes(src);
-    void *host = NULL;
-    if (src->dev != DEV_CPU) {
-        host = xmalloc(n);
-        be->download(host, tensor_data(src), n);
-    }
-    bool ok = write_all(fd, host ? host : tensor_data(src), n);
-    free(host);
-    tensor_free(packed);
-    return ok;
-}
-
 // fsync of the directory holding path, so that the rename itself is durable.
 // 0, or the errno of the failure.
 static int sync_directory(const char *path) {
@@ -843,7 +788,7 @@ static bool write_file(int fd, const strbuf *header, const named_tensor *order, 
     unsigned char len_bytes[8];
     for (int i = 0; i < 8; i++) len_bytes[i] = (unsigned char)((uint64_t)header->len >> (8 * i));
     bool ok = write_all(fd, len_bytes, 8) && write_all(fd, header->s, header->len);
-    for (int i = 0; i < count && ok; i++) ok = write_tensor(fd, order[i].t);
+    for (int i = 0; i < count && ok; i++) ok = write_all(fd, order[i].data, order[i].nbytes);
     return ok && fsync(fd) == 0;
 }
 

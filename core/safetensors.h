@@ -8,11 +8,14 @@
 // st_open accepts has every tensor inside the data section, sized by its shape,
 // with no overlaps, gaps or duplicate names. Failures leave a one-line err_msg()
 // that starts with the path (or the label given to st_parse).
+//
+// This is the format only: entries, metadata and raw bytes. Tensors made from a
+// file and tensors written to one go through kernels/tensor_file.h.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kernels/tensor.h"
+#include "core/dtype.h"
 
 typedef struct {
     char *name;
@@ -26,7 +29,7 @@ typedef struct {
 } st_entry;
 
 // Holds the mapping (or borrowed buffer), the entries, the metadata and a
-// reference count: tensors made by st_tensor keep their file alive.
+// reference count: views of its bytes (st_tensor's) keep their file alive.
 typedef struct st_file st_file;
 
 // mmap + validate. NULL and err_msg() on failure.
@@ -34,8 +37,12 @@ st_file *st_open(const char *path);
 // Validates a buffer in memory without copying it; the caller keeps buf alive while
 // the st_file and its tensors live. label names the buffer in messages.
 st_file *st_parse(const void *buf, size_t len, const char *label);
-// Drops the caller's reference.
+// Adds a reference (for a view of the file's bytes) and returns f.
+st_file *st_retain(st_file *f);
+// Drops a reference.
 void st_close(st_file *f);
+// The path, or st_parse's label: how messages about the file start.
+const char *st_label(const st_file *f);
 
 int st_count(const st_file *f);
 // Entries in file order, by data offset.
@@ -50,14 +57,12 @@ const void *st_data(const st_file *f, const st_entry *e);
 uint64_t st_data_size(const st_file *f);
 uint64_t st_header_size(const st_file *f);
 
-// A CPU tensor of the entry: zero-copy over the mapped bytes when the address is
-// aligned to the element size (treat it as read-only: the mapping is), otherwise
-// an owned copy. NULL + err_msg() when the entry's dtype is not one we compute with.
-tensor *st_tensor(st_file *f, const st_entry *e);
-// An owned copy converted to dt on dev: float dtypes convert among f32, f16 and
-// bf16; integer tensors load only as their own dtype. NULL + err_msg() naming the
-// tensor and the file when the tensor is absent or cannot convert.
-tensor *st_load(st_file *f, const char *name, dtype dt, device dev);
+// A string from a file (a tensor name, a metadata value) as it goes into a one-line
+// message: control characters escaped, a long one cut at a character boundary.
+typedef struct {
+    char s[128];
+} st_shown;
+st_shown st_show(const char *s);
 
 // Writing. The output matches the Python package's: "__metadata__" first, tensors
 // ordered by dtype (widest first, so every tensor stays aligned to its element
@@ -67,9 +72,13 @@ typedef struct st_writer st_writer;
 st_writer *st_writer_new(void);
 // Sets a metadata entry; setting a key again replaces its value.
 void st_writer_meta(st_writer *w, const char *key, const char *value);
-// Keeps a reference to t (any device, any strides) until st_writer_free. A name
-// added twice is a program bug and aborts.
-void st_writer_add(st_writer *w, const char *name, tensor *t);
+// Adds a tensor as raw bytes: row-major, little-endian, numel * dtype_size(dt) of
+// them at data, borrowed until st_writer_free, which then calls release(owner)
+// (release may be NULL). A name added twice is a program bug and aborts.
+// (kernels/tensor_file.h's st_writer_add adds a tensor.)
+void st_writer_add_bytes(st_writer *w, const char *name, dtype dt, int ndim,
+                         const int64_t *shape, const void *data, void *owner,
+                         void (*release)(void *owner));
 // 0, or -1 with err_msg(). Atomic: writes "<path>.tmp.<pid>", fsyncs it, renames
 // it over path and fsyncs the directory; on failure the temporary file is removed
 // and whatever was at path is left untouched.

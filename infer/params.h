@@ -12,8 +12,8 @@
 #include <stdbool.h>
 
 #include "core/check.h"
-#include "core/safetensors.h"
 #include "kernels/tensor.h"
+#include "kernels/tensor_file.h"
 
 typedef enum {
     PARAM_PLAIN,   // stored as the checkpoint stores it

@@ -12,13 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/dtype.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define TENSOR_MAX_DIMS 6
-
-typedef enum { DT_F32, DT_F16, DT_BF16, DT_I32, DT_I64, DT_COUNT } dtype;
 // cuda-emu runs the CUDA kernels on the CPU through kernels/emu (its "device"
 // memory is host memory); it exists so every kernel is tested without a GPU.
 typedef enum { DEV_CPU, DEV_CUDA, DEV_CUDA_EMU, DEV_COUNT } device;
@@ -52,9 +51,6 @@ typedef struct tensor {
 #define SHAPE(...) \
     (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) { __VA_ARGS__ }
 
-size_t dtype_size(dtype dt);
-const char *dtype_name(dtype dt);
-bool dtype_is_float(dtype dt);
 const char *device_name(device dev);
 
 tensor *tensor_new(dtype dt, device dev, int ndim, const int64_t *shape);  // uninitialised

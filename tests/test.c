@@ -1,8 +1,8 @@
 #include "tests/test.h"
 
 #include "core/files.h"
-#include "core/safetensors.h"
 #include "kernels/ops.h"
+#include "kernels/tensor_file.h"
 #include "tests/harness.h"
 
 #include <math.h>

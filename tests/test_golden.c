@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/safetensors.h"
+#include "kernels/tensor_file.h"
 #include "tests/harness.h"
 #include "tests/test.h"
 

@@ -20,8 +20,8 @@
 
 #include "core/files.h"
 #include "core/rng.h"
-#include "core/safetensors.h"
 #include "infer/lora.h"
+#include "kernels/tensor_file.h"
 #include "train/adapters.h"
 #include "tests/harness.h"
 #include "tests/test.h"

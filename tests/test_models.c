@@ -13,12 +13,12 @@
 #include <unistd.h>
 
 #include "core/half.h"
-#include "core/safetensors.h"
 #include "core/files.h"
 #include "infer/ldm_names.h"
 #include "infer/pipeline.h"
 #include "infer/sd_model.h"
 #include "kernels/backend.h"
+#include "kernels/tensor_file.h"
 #include "tests/harness.h"
 #include "tests/test.h"
 

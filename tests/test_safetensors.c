@@ -14,8 +14,8 @@
 #include <sys/wait.h>
 
 #include "core/half.h"
-#include "core/safetensors.h"
 #include "kernels/backend.h"
+#include "kernels/tensor_file.h"
 #include "tests/test.h"
 
 // --- helpers ---------------------------------------------------------------------

@@ -11,9 +11,9 @@
 
 #include "core/files.h"
 
-#include "core/safetensors.h"
 #include "infer/lora.h"
 #include "infer/sd_model.h"
+#include "kernels/tensor_file.h"
 #include "tests/harness.h"
 #include "tests/test.h"
 #include "train/adapters.h"

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "core/check.h"
-#include "core/safetensors.h"
 #include "kernels/ops.h"
+#include "kernels/tensor_file.h"
 
 static bool ends_with_target(const char *module, const cfg_strings *targets) {
     size_t n = strlen(module);
