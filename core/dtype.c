@@ -1,5 +1,8 @@
 #include "core/dtype.h"
 
+#include <inttypes.h>
+#include <stdio.h>
+
 #include "core/check.h"
 
 size_t dtype_size(dtype dt) {
@@ -14,3 +17,11 @@ const char *dtype_name(dtype dt) {
 }
 
 bool dtype_is_float(dtype dt) { return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16; }
+
+const char *format_shape(char *buf, size_t len, int ndim, const int64_t *shape) {
+    size_t used = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < ndim && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%" PRId64, i ? ", " : "", shape[i]);
+    if (used < len) snprintf(buf + used, len - used, "]");
+    return buf;
+}

@@ -211,13 +211,6 @@ static bool json_count(const cJSON *item, uint64_t *out) {
     return true;
 }
 
-static void describe_shape(char *buf, size_t size, int ndim, const int64_t *shape) {
-    size_t used = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < ndim && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%" PRId64, i ? ", " : "", shape[i]);
-    if (used < size) snprintf(buf + used, size - used, "]");
-}
-
 static bool read_metadata(st_file *f, const cJSON *meta) {
     if (!cJSON_IsObject(meta)) {
         err_set("%s: __metadata__ is not an object", f->label);
@@ -328,7 +321,7 @@ static bool read_entry(const st_file *f, const cJSON *entry, st_entry *e) {
     }
 
     char dims[160];
-    describe_shape(dims, sizeof dims, e->ndim, e->shape);
+    format_shape(dims, sizeof dims, e->ndim, e->shape);
     uint64_t bits;
     if (overflow || __builtin_mul_overflow(numel, (uint64_t)formats[format].bits, &bits)) {
         err_set("%s: tensor '%s': shape %s is too large", L, name.s, dims);

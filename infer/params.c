@@ -193,13 +193,6 @@ const weight_ref *weight_index_find(weight_index *wi, const char *name) {
 
 // --- loading ---------------------------------------------------------------------------------
 
-static void shape_text(char *buf, size_t len, int ndim, const int64_t *shape) {
-    size_t at = (size_t)snprintf(buf, len, "[");
-    for (int d = 0; d < ndim && at < len; d++)
-        at += (size_t)snprintf(buf + at, len - at, d ? ", %lld" : "%lld", (long long)shape[d]);
-    if (at < len) snprintf(buf + at, len - at, "]");
-}
-
 static bool shape_fits(const param *p, const st_entry *e) {
     bool same = e->ndim == p->ndim;
     for (int d = 0; same && d < p->ndim; d++) same = e->shape[d] == p->shape[d];
@@ -266,8 +259,8 @@ int params_load(param_set *ps, weight_index *wi, const char *prefix, load_report
         }
         ((weight_ref *)r)->used = true;
         if (!shape_fits(p, r->entry)) {
-            shape_text(want, sizeof want, p->ndim, p->shape);
-            shape_text(got, sizeof got, r->entry->ndim, r->entry->shape);
+            format_shape(want, sizeof want, p->ndim, p->shape);
+            format_shape(got, sizeof got, r->entry->ndim, r->entry->shape);
             err_set("%s: tensor %s has shape %s, the model config needs %s", r->file_path,
                     r->entry->name, got, want);
             return -1;

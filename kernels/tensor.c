@@ -128,11 +128,8 @@ void *tensor_data(const tensor *t) {
 }
 
 const char *tensor_describe(const tensor *t, char *buf, size_t len) {
-    size_t used = (size_t)snprintf(buf, len, "[");
-    for (int i = 0; i < t->ndim && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, "%s%lld", i ? ", " : "",
-                                 (long long)t->shape[i]);
-    if (used < len) snprintf(buf + used, len - used, "] %s", dtype_name(t->dtype));
+    size_t used = strlen(format_shape(buf, len, t->ndim, t->shape));
+    if (used + 1 < len) snprintf(buf + used, len - used, " %s", dtype_name(t->dtype));
     return buf;
 }
 

@@ -24,14 +24,6 @@ static const char *escaped(const char *s, char *buf, size_t size) {
     return buf;
 }
 
-static const char *shape_text(const st_entry *e, char *buf, size_t size) {
-    size_t used = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < e->ndim && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%" PRId64, i ? ", " : "", e->shape[i]);
-    if (used < size) snprintf(buf + used, size - used, "]");
-    return buf;
-}
-
 int main(int argc, char **argv) {
     if (argc != 2 || argv[1][0] == '-') {
         fprintf(stderr, "usage: safetensors-info FILE\n");
@@ -54,7 +46,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < st_count(f); i++) {
         const st_entry *e = st_entry_at(f, i);
         int n = (int)strlen(escaped(e->name, name, sizeof name));
-        int s = (int)strlen(shape_text(e, shape, sizeof shape));
+        int s = (int)strlen(format_shape(shape, sizeof shape, e->ndim, e->shape));
         name_width = n > name_width ? n : name_width;
         shape_width = s > shape_width ? s : shape_width;
     }
@@ -62,7 +54,7 @@ int main(int argc, char **argv) {
         const st_entry *e = st_entry_at(f, i);
         printf("%-*s  %-11s  %-*s  [%" PRIu64 ", %" PRIu64 ")\n", name_width,
                escaped(e->name, name, sizeof name), e->dtype_str, shape_width,
-               shape_text(e, shape, sizeof shape), e->begin, e->end);
+               format_shape(shape, sizeof shape, e->ndim, e->shape), e->begin, e->end);
     }
     st_close(f);
     return 0;

@@ -3,6 +3,7 @@
 
 #include "core/check.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/embedding_math.h"
 
 void cpu_embedding_forward(tensor *out, const tensor *ids_t, const tensor *table_t, int64_t n,
                            int64_t D) {
@@ -36,11 +37,6 @@ void cpu_embedding_backward(tensor *d_table, const tensor *d_out, const tensor *
 // rounding error of it.
 //   freq_i = exp(-ln(max_period) i / (half - downscale_freq_shift)),  arg = scale t freq_i
 //   out = [sin(arg), cos(arg)] ([cos, sin] when flipped), then a zero column if dim is odd.
-static inline double timestep_frequency(int64_t i, int64_t half, float downscale_freq_shift,
-                                        float max_period) {
-    return exp(-log((double)max_period) * (double)i / ((double)half - downscale_freq_shift));
-}
-
 void cpu_timestep_embedding_forward(tensor *out, const tensor *t_t, int64_t B, int64_t dim,
                                     bool flip_sin_to_cos, float downscale_freq_shift, float scale,
                                     float max_period) {

@@ -4,6 +4,7 @@
 
 #include "kernels/cuda/kernels.cuh"
 #include "kernels/cuda/pointwise.cuh"
+#include "kernels/embedding_math.h"
 
 constexpr int EMBEDDING_THREADS = 256;
 
@@ -146,12 +147,6 @@ void CUDA_FN(embedding_backward)(tensor *d_table, const tensor *d_out, const ten
 // is exact to its final rounding to float, which hides the last-ulp differences
 // between the device's and glibc's double exp/log/sin/cos in all but rare cases.
 // B x dim/2 is small (2 x 160 for SD), so the cost of double math is nothing.
-
-static __device__ __forceinline__ double timestep_frequency(int64_t i, int64_t half,
-                                                            float downscale_freq_shift,
-                                                            float max_period) {
-    return exp(-log((double)max_period) * (double)i / ((double)half - downscale_freq_shift));
-}
 
 // A thread per (b, i) over i in [0, dim - half): frequency i writes its sin and cos,
 // and when dim is odd, i == half writes the zero column.
