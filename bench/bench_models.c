@@ -97,20 +97,6 @@ static double current_rss_mib(void) {
     return kb < 0 ? -1 : kb / 1024.0;
 }
 
-// Random normal inputs. The values do not matter for the timing, only that they are
-// ordinary floats (no denormals, no NaN) as in a real step.
-static rng_stream g_rng = {.seed = 1234, .offset = 0};
-
-static tensor *randn(int ndim, const int64_t *shape) {
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    float *buf = xmalloc((size_t)n * sizeof(float));
-    rng_fill_normal(&g_rng, buf, (size_t)n);
-    tensor *t = tensor_from_f32(DT_F32, DEV_CPU, ndim, shape, buf);
-    free(buf);
-    return t;
-}
-
 typedef struct {
     tensor *ids;                      // text_encoder
     tensor *sample, *timesteps, *ctx;  // unet
@@ -127,18 +113,18 @@ static void setup(const bench_case *c, const sd_model *m, case_data *cd) {
         int32_t *ids = tensor_data(cd->ids);
         uint32_t vocab = (uint32_t)m->clip_cfg.vocab_size;
         for (int i = 0; i < B * T; i++)
-            ids[i] = i % T == 0 && vocab > 49406 ? 49406 : (int32_t)rng_below(&g_rng, vocab);
+            ids[i] = i % T == 0 && vocab > 49406 ? 49406 : (int32_t)rng_below(&bench_rng, vocab);
         break;
     }
     case K_UNET: {
         const unet_config *u = &m->unet_cfg;
-        cd->sample = randn(SHAPE(2, 64, 64, u->in_channels));
+        cd->sample = bench_randn(SHAPE(2, 64, 64, u->in_channels));
         cd->timesteps = tensor_from_f32(DT_F32, DEV_CPU, SHAPE(2), (const float[]){500, 500});
-        cd->ctx = randn(SHAPE(2, 77, u->cross_attention_dim));
+        cd->ctx = bench_randn(SHAPE(2, 77, u->cross_attention_dim));
         break;
     }
     case K_VAE_DECODE:
-        cd->latent = randn(SHAPE(1, 64, 64, m->vae_cfg.latent_channels));
+        cd->latent = bench_randn(SHAPE(1, 64, 64, m->vae_cfg.latent_channels));
         break;
     case K_RENDER: break;
     }

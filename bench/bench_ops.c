@@ -60,24 +60,6 @@ static const bench_case CASES[] = {
 enum { N_CASES = sizeof CASES / sizeof CASES[0], MAX_TENSORS = 6 };
 
 
-// Random normal values. The values do not matter for the timing, only that they
-// are ordinary floats (no denormals, no NaN) as in a real forward pass.
-static rng_stream g_rng = {.seed = 1234, .offset = 0};
-
-static tensor *randn(int ndim, const int64_t *shape) {
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    float *buf = malloc((size_t)n * sizeof(float));
-    if (!buf) {
-        fprintf(stderr, "bench_ops: out of memory\n");
-        exit(1);
-    }
-    rng_fill_normal(&g_rng, buf, (size_t)n);
-    tensor *t = tensor_from_f32(DT_F32, DEV_CPU, ndim, shape, buf);
-    free(buf);
-    return t;
-}
-
 // The case's inputs, then (for a backward case) the upstream gradient last.
 typedef struct {
     tensor *t[MAX_TENSORS];
@@ -90,40 +72,40 @@ static void setup(const bench_case *c, case_data *cd) {
     memset(cd, 0, sizeof *cd);
     switch (c->kind) {
     case K_CONV:
-        cd->t[0] = randn(SHAPE(d[0], d[1], d[2], d[3]));
-        cd->t[1] = randn(SHAPE(d[4], 3, 3, d[3]));
-        cd->t[2] = randn(SHAPE(d[4]));
+        cd->t[0] = bench_randn(SHAPE(d[0], d[1], d[2], d[3]));
+        cd->t[1] = bench_randn(SHAPE(d[4], 3, 3, d[3]));
+        cd->t[2] = bench_randn(SHAPE(d[4]));
         cd->n_inputs = 3;
-        if (c->backward) cd->grad_out = randn(SHAPE(d[0], d[1], d[2], d[4]));
+        if (c->backward) cd->grad_out = bench_randn(SHAPE(d[0], d[1], d[2], d[4]));
         break;
     case K_ATTN:
-        cd->t[0] = randn(SHAPE(d[0], d[1], d[3] * d[4]));
-        cd->t[1] = randn(SHAPE(d[0], d[2], d[3] * d[4]));
-        cd->t[2] = randn(SHAPE(d[0], d[2], d[3] * d[4]));
+        cd->t[0] = bench_randn(SHAPE(d[0], d[1], d[3] * d[4]));
+        cd->t[1] = bench_randn(SHAPE(d[0], d[2], d[3] * d[4]));
+        cd->t[2] = bench_randn(SHAPE(d[0], d[2], d[3] * d[4]));
         cd->n_inputs = 3;
-        if (c->backward) cd->grad_out = randn(SHAPE(d[0], d[1], d[3] * d[4]));
+        if (c->backward) cd->grad_out = bench_randn(SHAPE(d[0], d[1], d[3] * d[4]));
         break;
     case K_GROUP_NORM:
-        cd->t[0] = randn(SHAPE(d[0], d[1], d[2], d[3]));
-        cd->t[1] = randn(SHAPE(d[3]));
-        cd->t[2] = randn(SHAPE(d[3]));
+        cd->t[0] = bench_randn(SHAPE(d[0], d[1], d[2], d[3]));
+        cd->t[1] = bench_randn(SHAPE(d[3]));
+        cd->t[2] = bench_randn(SHAPE(d[3]));
         cd->n_inputs = 3;
         break;
     case K_LINEAR:
-        cd->t[0] = randn(SHAPE(1, d[0], d[1]));
-        cd->t[1] = randn(SHAPE(d[2], d[1]));
-        cd->t[2] = randn(SHAPE(d[2]));
+        cd->t[0] = bench_randn(SHAPE(1, d[0], d[1]));
+        cd->t[1] = bench_randn(SHAPE(d[2], d[1]));
+        cd->t[2] = bench_randn(SHAPE(d[2]));
         cd->n_inputs = 3;
         break;
     case K_LAYER_NORM:
-        cd->t[0] = randn(SHAPE(1, d[0], d[1]));
-        cd->t[1] = randn(SHAPE(d[1]));
-        cd->t[2] = randn(SHAPE(d[1]));
+        cd->t[0] = bench_randn(SHAPE(1, d[0], d[1]));
+        cd->t[1] = bench_randn(SHAPE(d[1]));
+        cd->t[2] = bench_randn(SHAPE(d[1]));
         cd->n_inputs = 3;
         break;
     case K_SILU:
     case K_GELU:
-        cd->t[0] = randn(SHAPE(d[0], d[1], d[2], d[3]));
+        cd->t[0] = bench_randn(SHAPE(d[0], d[1], d[2], d[3]));
         cd->n_inputs = 1;
         break;
     }
