@@ -707,6 +707,56 @@ static void test_misaligned_copy(void) {
     test_end();
 }
 
+// --- tensors on another device ------------------------------------------------------
+
+// The writer takes raw host bytes (core/); kernels/tensor_file.c gathers a device
+// tensor, and a strided one, into them, and st_load uploads.
+static void test_device_tensors(void) {
+    test_begin("safetensors: st_writer_add writes cuda-emu tensors (contiguous, strided, bf16) "
+               "as their values, and st_load uploads them back");
+#ifndef SDFT_HAVE_EMU
+    test_skip("SKIPPED: built without the CUDA emulator");
+#else
+    const float values[6] = {-1.0f, -0.5f, 0.0f, 0.5f, 1.0f, 1.5f};  // exact in bf16
+    const float transposed[6] = {-1.0f, 0.5f, -0.5f, 1.0f, 0.0f, 1.5f};
+    tensor *dev = tensor_from_f32(DT_F32, DEV_CUDA_EMU, SHAPE(2, 3), values);
+    tensor *dev_t = tensor_view(dev, SHAPE(3, 2), (const int64_t[]){1, 3}, 0);
+    tensor *dev_bf16 = tensor_from_f32(DT_BF16, DEV_CUDA_EMU, SHAPE(6), values);
+    st_writer *w = st_writer_new();
+    st_writer_add(w, "dev", dev);
+    st_writer_add(w, "dev_t", dev_t);
+    st_writer_add(w, "dev_bf16", dev_bf16);
+    const char *path = scratch_file("device.safetensors");
+    EXPECT(st_writer_save(w, path) == 0, "%s", err_msg());
+    st_writer_free(w);
+    st_file *f = st_open(path);
+    EXPECT(f, "%s", err_msg());
+    if (f) {
+        const st_entry *e = st_find(f, "dev");
+        EXPECT(e && same_shape(e, SHAPE(2, 3)) && entry_bytes(e) == sizeof values &&
+                   memcmp(st_data(f, e), values, sizeof values) == 0,
+               "dev: not the tensor's values");
+        e = st_find(f, "dev_t");
+        EXPECT(e && same_shape(e, SHAPE(3, 2)) && entry_bytes(e) == sizeof transposed &&
+                   memcmp(st_data(f, e), transposed, sizeof transposed) == 0,
+               "dev_t: not the view's values in row-major order");
+        tensor *back = st_load(f, "dev_bf16", DT_F32, DEV_CUDA_EMU);
+        EXPECT(back && back->dev == DEV_CUDA_EMU, "st_load to cuda-emu: %s", err_msg());
+        if (back) {
+            float got[6];
+            tensor_copy_to_f32(back, got, 6);
+            EXPECT(memcmp(got, values, sizeof got) == 0, "dev_bf16: values changed on the way");
+        }
+        tensor_free(back);
+        st_close(f);
+    }
+    tensor_free(dev_bf16);
+    tensor_free(dev_t);
+    tensor_free(dev);
+#endif
+    test_end();
+}
+
 // --- the reference Python package --------------------------------------------------
 
 static size_t hex_decode(const char *hex, unsigned char *out, size_t cap) {
@@ -905,6 +955,7 @@ void suite_safetensors(void) {
     test_atomic_failures();
     test_zero_copy();
     test_misaligned_copy();
+    test_device_tensors();
     test_python_fixtures();
     test_python_reads_ours();
 }
