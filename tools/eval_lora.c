@@ -171,7 +171,9 @@ int main(int argc, char **argv) {
         instance = run_config_expand(&cfg, cfg.data.instance_prompt);
         cls = run_config_expand(&cfg, cfg.prior.class_prompt);
         rc = dataset_open(&ds, cfg.data.instance_dir, instance, 1, cfg.data.strict, &rep);
-        for (int i = 0; i < rep.n_notes; i++) fprintf(stderr, "sdft-eval: %s\n", rep.notes[i].message);
+        for (int i = 0; i < rep.n_notes; i++)
+            fprintf(stderr, "sdft-eval: %s: %s\n", rep.notes[i].level == NOTE_ERROR ? "error" : "warning",
+                    rep.notes[i].message);
     }
     autograd_no_grad_begin();
     e.n_photos = ds.n_images;
