@@ -7,8 +7,11 @@ BUILD   ?= build
 PYTHON  ?= python3
 OPT     ?= -O2
 comma   := ,
+# cairo (the loss plot, captioned grids; fonts through fontconfig) keeps its header in a
+# folder of its own.
+CAIRO_CFLAGS := $(or $(shell pkg-config --cflags cairo 2>/dev/null),-I/usr/include/cairo)
 CFLAGS  := -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Wno-unused-parameter \
-           -Werror=implicit-function-declaration -fopenmp -I. $(EXTRA_CFLAGS)
+           -Werror=implicit-function-declaration -fopenmp -I. $(CAIRO_CFLAGS) $(EXTRA_CFLAGS)
 # Debian's OpenBLAS built for OpenMP (libopenblas0-openmp, which `make deps` installs)
 # runs its matrix products on our OpenMP threads; the default pthreads build keeps a
 # pool of its own beside them, whose waiting threads took 13% of a training step on 2
@@ -19,7 +22,7 @@ OPENBLAS_OPENMP_DIR := $(patsubst %/,%,$(dir $(firstword $(wildcard /usr/lib/*/o
 # every program names it to the linker, which would otherwise leave it in the archive.
 LDLIBS  := -Wl,--require-defined=thread_policy_preinit \
            -lopenblas $(if $(OPENBLAS_OPENMP_DIR),-Wl$(comma)-rpath$(comma)$(OPENBLAS_OPENMP_DIR)) \
-           -lcjson -lpng -lz -ljpeg -lyaml -lm -fopenmp $(EXTRA_LDFLAGS)
+           -lcjson -lpng -lz -ljpeg -lyaml -lcairo -lfontconfig -lm -fopenmp $(EXTRA_LDFLAGS)
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -38,6 +41,7 @@ HAVE_CJSON := $(call have,cjson/cJSON.h,-lcjson)
 HAVE_PNG   := $(call have,png.h,-lpng)
 HAVE_JPEG  := $(call have,stdio.h -include jpeglib.h,-ljpeg)
 HAVE_YAML  := $(call have,yaml.h,-lyaml)
+HAVE_CAIRO := $(call have,cairo.h,$(CAIRO_CFLAGS) -lcairo)
 ifeq ($(MAKECMDGOALS),)
 SHOW_DETECTED := 1
 endif
@@ -51,6 +55,7 @@ $(info - cJSON:    $(if $(HAVE_CJSON),found,MISSING (run: make deps)))
 $(info - libpng:   $(if $(HAVE_PNG),found,MISSING (run: make deps)))
 $(info - libjpeg:  $(if $(HAVE_JPEG),found,MISSING (run: make deps)))
 $(info - libyaml:  $(if $(HAVE_YAML),found,MISSING (run: make deps)))
+$(info - cairo:    $(if $(HAVE_CAIRO),found,MISSING (run: make deps)))
 ifeq ($(NVCC),)
 $(info - nvcc:     not found, CPU-only build)
 else
@@ -305,7 +310,7 @@ test-full: $(BUILD)/run_tests $(SD15_RANDOM)-reference.safetensors
 deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q build-essential libopenblas-dev libopenblas0-openmp \
-	  libcjson-dev libpng-dev libjpeg62-turbo-dev libyaml-dev clang libclang-rt-dev python3 python3-pip python3-venv
+	  libcjson-dev libpng-dev libjpeg62-turbo-dev libyaml-dev libcairo2-dev fonts-dejavu-core clang libclang-rt-dev python3 python3-pip python3-venv
 
 clean:
 	rm -rf build build-asan build-fuzz build-cov

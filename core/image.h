@@ -22,6 +22,12 @@ void image_free(image_u8 *img);
 // `cols` columns (fewer when n < cols), with `gap` pixels of the gray level `gray`
 // between the tiles and around the edge; cells of an incomplete last row are gray.
 image_u8 image_grid(const image_u8 *const *imgs, int n, int cols, int gap, unsigned char gray);
+// The same sheet (RGB or RGBA tiles) with a caption band under every tile, so that a
+// reader can tell the tiles apart: captions[i] (the prompt) wrapped to the tile's width
+// in at most two lines, the second ellipsized when it does not fit, and notes[i] (say
+// "seed 6") in gray on a line of its own. Either array, or any entry, may be NULL.
+image_u8 image_grid_captioned(const image_u8 *const *imgs, const char *const *captions, const char *const *notes,
+                              int n, int cols, int gap, unsigned char gray);
 
 // The VAE's output, a float image [height, width, 3] in [-1, 1] (channels-last), as
 // RGB8 exactly as diffusers 0.30's VaeImageProcessor.postprocess writes it:

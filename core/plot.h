@@ -1,10 +1,13 @@
-// A line chart as an 8-bit image, for the trainer's loss curve: the raw values in a
-// light color, an exponential moving average over them in a dark one, on a light
-// grid (five rows, one column per tenth of the run). No text: the numbers go in the
-// PNG's text chunks.
+// The trainer's loss chart (loss.png), drawn with cairo: the loss of every step (light)
+// and its exponential moving average (dark) against the left axis, the learning rate
+// (dashed) against the right one, steps along the bottom, ticks with their values, a
+// title and a legend.
 #pragma once
 #include "core/image.h"
 
-// y[n] (n >= 1) drawn over width x height pixels (RGB); ema in (0, 1) is the
-// smoothing weight of the running average (0.9 keeps 90% of the past).
-image_u8 plot_curve(const float *y, int n, int width, int height, float ema);
+// loss[n] and lr[n] (lr may be NULL: no rate axis) of steps 1..n, n >= 1, on a
+// width x height RGB image; ema in (0, 1) is the smoothing weight of the average (0.9
+// keeps 90% of the past). Non-finite losses are left out (a gap in the line). The loss
+// axis is logarithmic when every loss is positive and they span more than two decades,
+// so that a spike at the start leaves the rest readable.
+image_u8 plot_loss(const float *loss, const double *lr, int n, int width, int height, float ema, const char *title);

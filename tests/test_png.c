@@ -15,7 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/draw.h"
 #include "core/image.h"
+#include "core/plot.h"
 #include "core/png.h"
 #include "core/rng.h"
 #include "core/sha256.h"
@@ -568,6 +570,200 @@ static void test_grid(void) {
     test_end();
 }
 
+// --- the loss plot and captioned grids (cairo) ----------------------------------------
+
+// Pixels of ink in [x0, x1) x [y0, y1): gray (the text's color, not a curve's) and
+// darker than `below` in every channel. Thresholds are loose enough for the thin
+// strokes of cairo's built-in font, which draws where no font is installed.
+static int ink_in(const image_u8 *img, int x0, int y0, int x1, int y1, int below) {
+    int count = 0;
+    for (int y = y0 < 0 ? 0 : y0; y < y1 && y < img->height; y++)
+        for (int x = x0 < 0 ? 0 : x0; x < x1 && x < img->width; x++) {
+            const unsigned char *p = img->pixels + ((size_t)y * img->width + x) * img->channels;
+            int lo = p[0] < p[1] ? p[0] : p[1], hi = p[0] > p[1] ? p[0] : p[1];
+            lo = p[2] < lo ? p[2] : lo, hi = p[2] > hi ? p[2] : hi;
+            count += hi < below && hi - lo < 40;
+        }
+    return count;
+}
+
+// Pixels of color rgb (within 40 per channel) in the rectangle.
+static int color_in(const image_u8 *img, int x0, int y0, int x1, int y1, const unsigned char rgb[3]) {
+    int count = 0;
+    for (int y = y0; y < y1 && y < img->height; y++)
+        for (int x = x0; x < x1 && x < img->width; x++) {
+            const unsigned char *p = img->pixels + ((size_t)y * img->width + x) * img->channels;
+            count += abs(p[0] - rgb[0]) < 40 && abs(p[1] - rgb[1]) < 40 && abs(p[2] - rgb[2]) < 40;
+        }
+    return count;
+}
+
+// The columns [x0, x1) that hold ink within rows [y0, y1): *first and *last (-1 if none).
+static void ink_columns(const image_u8 *img, int y0, int y1, int *first, int *last) {
+    *first = *last = -1;
+    for (int x = 0; x < img->width; x++)
+        if (ink_in(img, x, y0, x + 1, y1, 200)) {
+            if (*first < 0) *first = x;
+            *last = x;
+        }
+}
+
+// plot_loss's layout at 900 x 450: the plot box spans x 80..(816 with a rate axis,
+// 876 without) and y 44..394; the title sits above it, the step ticks and the word
+// "step" below, the loss ticks and name left of it, the rate's right of it.
+static void test_plot_loss(void) {
+    test_begin("png: plot_loss draws a title, both axes' tick values and names, and the curves");
+    enum { N = 300, W = 900, H = 450 };
+    float loss[N];
+    double lr[N];
+    for (int i = 0; i < N; i++) {
+        loss[i] = 0.15f + 0.1f * expf(-i / 40.0f) + 0.04f * sinf(1.7f * i);
+        lr[i] = i < 30 ? 1e-4 * i / 30 : 1e-4 * (N - i) / (N - 30);
+    }
+    const char *title = "run: training loss, steps 1-300 of 300";
+    image_u8 img = plot_loss(loss, lr, N, W, H, 0.9f, title);
+    EXPECT(img.width == W && img.height == H && img.channels == 3, "%dx%dx%d", img.width, img.height, img.channels);
+    // The title: ink centered over the image, as wide as the font says the text is.
+    int first, last;
+    ink_columns(&img, 0, 40, &first, &last);
+    cairo_t *cr = draw_new(10, 10, 1, 1, 1);
+    draw_font(cr, 15, true);
+    double title_width = draw_text_width(cr, title);
+    image_free((image_u8[]){draw_finish(cr, 3)});
+    EXPECT(first >= 0 && fabs((last + 1 - first) - title_width) < 4 && abs(first + last + 1 - W) < 6,
+           "title ink in columns %d-%d, want %.0f px centered", first, last, title_width);
+    EXPECT(ink_in(&img, 0, 44, 76, 394, 200) > 100, "no loss tick values or name left of the box");
+    EXPECT(ink_in(&img, 822, 44, W, 394, 200) > 100, "no rate tick values or name right of the box");
+    EXPECT(ink_in(&img, 80, 400, 816, H, 200) > 100, "no step tick values or name under the box");
+    // The curves inside the box, left of the legend (top right): the average (dark
+    // blue), the rate (orange), the losses (light blue); the legend's text.
+    static const unsigned char average[3] = {20, 61, 161}, rate[3] = {230, 128, 26}, raw[3] = {161, 191, 235};
+    EXPECT(color_in(&img, 81, 45, 600, 393, average) > 500, "no moving average drawn");
+    EXPECT(color_in(&img, 81, 45, 600, 393, rate) > 200, "no learning rate drawn");
+    EXPECT(color_in(&img, 81, 45, 600, 393, raw) > 500, "no losses drawn");
+    EXPECT(ink_in(&img, 600, 45, 815, 120, 200) > 50, "no legend text");
+    image_free(&img);
+    // Without a rate: no right axis.
+    img = plot_loss(loss, NULL, N, W, H, 0.9f, title);
+    EXPECT(ink_in(&img, 880, 0, W, 394, 200) == 0, "rate ticks without rates");
+    EXPECT(color_in(&img, 0, 0, W, H, rate) == 0, "a rate curve without rates");
+    image_free(&img);
+    test_end();
+}
+
+// Degenerate inputs: every one must give ticks (no division by a zero range) and draw
+// its finite values, where the scale puts them.
+static void test_plot_loss_edges(void) {
+    test_begin("png: plot_loss on one step, equal values, zeros, huge, tiny, negative and non-finite losses");
+    enum { W = 900, H = 450 };
+    static const unsigned char average[3] = {20, 61, 161};
+    const float huge = 3e38f, tiny = 1e-44f;
+    const struct {
+        const char *what;
+        int n;
+        float loss[4];
+        bool drawn;
+    } cases[] = {
+        {"one step", 1, {0.25f}, true},
+        {"equal values", 3, {0.5f, 0.5f, 0.5f}, true},
+        {"zeros", 2, {0, 0}, true},
+        {"huge", 3, {huge, -huge, huge}, true},
+        {"tiny", 3, {tiny, 2 * tiny, tiny}, true},
+        {"tiny to one (log scale)", 4, {tiny, 1, 0.5f, tiny}, true},
+        {"negative", 3, {-2, -1, -3}, true},
+        {"NaN and inf among them", 4, {NAN, 0.3f, INFINITY, 0.2f}, true},
+        {"nothing finite", 2, {NAN, -INFINITY}, false},
+    };
+    const double rates[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        image_u8 p = plot_loss(cases[i].loss, rates, cases[i].n, W, H, 0.9f, cases[i].what);
+        EXPECT(ink_in(&p, 0, 44, 76, 394, 200) > 50, "%s: no loss ticks", cases[i].what);
+        EXPECT(ink_in(&p, 822, 44, W, 394, 200) > 50, "%s: no rate ticks", cases[i].what);
+        EXPECT(ink_in(&p, 80, 400, 816, H, 200) > 20, "%s: no step ticks", cases[i].what);
+        int drawn = color_in(&p, 81, 45, 600, 393, average);
+        EXPECT(cases[i].drawn ? drawn > 0 : drawn == 0, "%s: %d pixels of the average", cases[i].what, drawn);
+        image_free(&p);
+    }
+    test_end();
+}
+
+static void test_draw_wrap(void) {
+    test_begin("png: draw_wrap breaks captions at spaces, cuts long words and ends a cut text in an ellipsis");
+    cairo_t *cr = draw_new(10, 10, 1, 1, 1);
+    draw_font(cr, 10, false);
+    char *lines[3];
+    const double width = 60;
+    int n;
+    const char *text = "a photo of zwx cat sitting on a red velvet sofa in the sun";
+    n = draw_wrap(cr, text, width, 2, lines);
+    // Whole words on the first line, the second going on from there, cut with "…".
+    size_t len0 = n > 0 ? strlen(lines[0]) : 0;
+    EXPECT(n == 2 && len0 > 0 && strncmp(text, lines[0], len0) == 0 && text[len0] == ' ' &&
+               strncmp(lines[1], text + len0 + 1, strlen(lines[1]) - strlen("…")) == 0 &&
+               strcmp(lines[1] + strlen(lines[1]) - strlen("…"), "…") == 0,
+           "%d lines: \"%s\" \"%s\"", n, n > 0 ? lines[0] : "", n > 1 ? lines[1] : "");
+    for (int i = 0; i < n; i++) {
+        EXPECT(draw_text_width(cr, lines[i]) <= width, "line \"%s\" is %.1f px wide", lines[i],
+               draw_text_width(cr, lines[i]));
+        free(lines[i]);
+    }
+    n = draw_wrap(cr, "cat  art", width, 2, lines);
+    EXPECT(n == 1 && strcmp(lines[0], "cat  art") == 0, "short text: %d lines, \"%s\"", n, n ? lines[0] : "");
+    for (int i = 0; i < n; i++) free(lines[i]);
+    n = draw_wrap(cr, "supercalifragilisticexpialidocious cat", width, 3, lines);
+    EXPECT(n >= 2 && strlen(lines[0]) > 0 && strncmp(lines[0], "supercalifragilistic", strlen(lines[0])) == 0 &&
+               draw_text_width(cr, lines[0]) <= width,
+           "long word: %d lines, first \"%s\"", n, n ? lines[0] : "");
+    for (int i = 0; i < n; i++) free(lines[i]);
+    EXPECT(draw_wrap(cr, "   ", width, 2, lines) == 0, "blank text gave lines");
+    n = draw_wrap(cr, "bad \xff byte", width, 2, lines);
+    EXPECT(n == 1 && strcmp(lines[0], "bad ? byte") == 0, "malformed UTF-8: \"%s\"", n ? lines[0] : "");
+    for (int i = 0; i < n; i++) free(lines[i]);
+    image_free((image_u8[]){draw_finish(cr, 3)});
+    test_end();
+}
+
+static void test_grid_captioned(void) {
+    test_begin("png: image_grid_captioned puts each tile's prompt and note in a band under it");
+    enum { S = 64, GAP = 8 };
+    image_u8 tiles[3];
+    const image_u8 *ptrs[3];
+    for (int i = 0; i < 3; i++) {
+        tiles[i] = image_new(S, S, 3);
+        random_bytes(tiles[i].pixels, S * S * 3, 30 + (uint64_t)i);
+        ptrs[i] = &tiles[i];
+    }
+    const char *captions[3] = {"a photo of zwx cat sitting on a red velvet sofa", NULL, "cat art"};
+    const char *notes[3] = {"seed 5", "seed 6", NULL};
+    image_u8 g = image_grid_captioned(ptrs, captions, notes, 3, 2, GAP, 255);
+    int cell = (g.height - 3 * GAP) / 2, band = cell - S;
+    EXPECT(g.width == 2 * S + 3 * GAP && band >= 30 && g.height == 2 * cell + 3 * GAP, "%dx%d, band %d", g.width,
+           g.height, band);
+    for (int i = 0; i < 3 && test_ok(); i++) {
+        int x0 = GAP + (i % 2) * (S + GAP), y0 = GAP + (i / 2) * (cell + GAP);
+        // The tile as it was, then its band: caption lines (upper two thirds) and note
+        // (lower third), in ink only where there is text, and never past the tile's width.
+        for (int y = 0; y < S; y++)
+            EXPECT(memcmp(g.pixels + ((size_t)(y0 + y) * g.width + x0) * 3, tiles[i].pixels + (size_t)y * S * 3,
+                          S * 3) == 0,
+                   "tile %d row %d changed", i, y);
+        int caption_ink = ink_in(&g, x0, y0 + S, x0 + S, y0 + S + 2 * band / 3, 200);
+        int note_ink = ink_in(&g, x0, y0 + S + 2 * band / 3, x0 + S, y0 + cell, 230);
+        EXPECT(captions[i] ? caption_ink > 20 : caption_ink == 0, "tile %d: %d caption pixels", i, caption_ink);
+        EXPECT(notes[i] ? note_ink > 10 : note_ink == 0, "tile %d: %d note pixels", i, note_ink);
+    }
+    // The gaps stay blank: no caption runs over its tile's edge.
+    EXPECT(ink_in(&g, S + GAP, 0, S + 2 * GAP, g.height, 250) == 0, "ink in the gap between the columns");
+    // Two lines of the long caption: ink on both.
+    int line = (int)round(1.25 * 10);
+    EXPECT(ink_in(&g, GAP, GAP + S + 4, GAP + S, GAP + S + 4 + line, 200) > 10 &&
+               ink_in(&g, GAP, GAP + S + 4 + line, GAP + S, GAP + S + 4 + 2 * line, 200) > 10,
+           "the long caption is not on two lines");
+    image_free(&g);
+    for (int i = 0; i < 3; i++) image_free(&tiles[i]);
+    test_end();
+}
+
 // --- float to RGB8 ---------------------------------------------------------------
 
 static void test_from_float_knowns(void) {
@@ -647,6 +843,10 @@ void suite_png(void) {
     test_corrupt();
     test_atomic();
     test_grid();
+    test_plot_loss();
+    test_plot_loss_edges();
+    test_draw_wrap();
+    test_grid_captioned();
     test_from_float_knowns();
     test_from_float_numpy();
 }

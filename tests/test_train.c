@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/files.h"
+#include "core/png.h"
 
 #include "infer/lora.h"
 #include "infer/sd_model.h"
@@ -575,8 +576,57 @@ static void test_adapter_files(void) {
     test_end();
 }
 
+// The pictures of a one-step run: loss.png with its axes and title (a single point
+// used to divide by the zero range of the steps), and the validation grid with a
+// caption band under its tile.
+static void test_run_pictures(void) {
+    test_begin("train: one step writes loss.png with a title and tick values, and a captioned validation grid");
+    run_config cfg;
+    train_options quiet = {0};
+    int rc = read_run_config(&cfg, "onestep", 1, 0, NULL);
+    if (rc == 0) rc = train_run(&cfg, &quiet);
+    EXPECT(rc == 0, "%s", err_msg());
+    char path[1024];
+    image_u8 img = {0};
+    png_meta meta = {0};
+    snprintf(path, sizeof path, "%s/loss.png", scratch_path("onestep-out"));
+    EXPECT(png_read(path, &img, &meta) == 0, "%s", err_msg());
+    const char *description = png_meta_get(&meta, "Description");
+    EXPECT(description && strncmp(description, "steps 1-1, loss from ", 21) == 0, "Description: %s",
+           description ? description : "(none)");
+    // Dark pixels in the title band, left of the plot (loss ticks), under it (the step).
+    int title = 0, left = 0, bottom = 0;
+    for (int y = 0; y < img.height; y++)
+        for (int x = 0; x < img.width; x++) {
+            const unsigned char *p = img.pixels + ((size_t)y * img.width + x) * 3;
+            bool dark = p[0] < 200 && p[1] < 200 && p[2] < 200;
+            title += dark && y < 40;
+            left += dark && x < 76 && y > 44 && y < img.height - 56;
+            bottom += dark && y > img.height - 50;
+        }
+    EXPECT(img.width == 900 && img.height == 450 && title > 100 && left > 100 && bottom > 20,
+           "%dx%d, dark pixels: %d in the title, %d left, %d under the plot", img.width, img.height, title, left,
+           bottom);
+    image_free(&img);
+    png_meta_free(&meta);
+    snprintf(path, sizeof path, "%s/validation/step-000001.png", scratch_path("onestep-out"));
+    EXPECT(png_read(path, &img, NULL) == 0, "%s", err_msg());
+    int band_ink = 0;
+    for (int y = 8 + 64; y < img.height - 8; y++)
+        for (int x = 8; x < 8 + 64 && img.width >= 80; x++) {
+            const unsigned char *p = img.pixels + ((size_t)y * img.width + x) * 3;
+            band_ink += p[0] < 200 && p[1] < 200 && p[2] < 200;
+        }
+    EXPECT(img.width == 64 + 16 && img.height > 64 + 16 + 30 && band_ink > 20,
+           "grid %dx%d, %d dark pixels under the tile", img.width, img.height, band_ink);
+    image_free(&img);
+    config_free(&run_config_schema, &cfg);
+    test_end();
+}
+
 void suite_train(void) {
     test_resume();
+    test_run_pictures();
     test_adapter_files();
     ref = st_open(repo_path("tests/fixtures/train/train.safetensors"));
     CHECK(ref, "%s", err_msg());

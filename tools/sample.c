@@ -408,8 +408,9 @@ static int from_config(options *o) {
     }
     int n_prompts = v->prompts.count, per = v->images_per_prompt, n_images = 0;
     image_u8 *images = xcalloc((size_t)n_prompts * per, sizeof *images);
+    char **prompts = xcalloc((size_t)n_prompts, sizeof *prompts);  // kept for the grid's captions
     for (int i = 0; rc == 0 && i < n_prompts; i++) {
-        char *prompt = run_config_expand(&cfg, v->prompts.items[i]);
+        char *prompt = prompts[i] = run_config_expand(&cfg, v->prompts.items[i]);
         char name[64], path[4096 + 128];
         slug(name, sizeof name, prompt);
         snprintf(path, sizeof path, "%s/%02d-%s.png", dir, i, name);
@@ -417,13 +418,22 @@ static int from_config(options *o) {
         rp.seed = (uint64_t)v->seed;
         rc = render_and_write(&p, &rp, hash, extra, path, images + n_images);
         if (rc == 0) n_images += per;
-        free(prompt);
     }
     if (rc == 0 && n_images) {
         const image_u8 **tiles = xmalloc((size_t)n_images * sizeof *tiles);
         for (int i = 0; i < n_images; i++) tiles[i] = &images[i];
         int cols = per > 1 ? per : n_images < 4 ? n_images : 4;
-        image_u8 grid = image_grid(tiles, n_images, cols, 8, 255);
+        // Each tile captioned with its prompt and seed (image b of a prompt has seed + b).
+        const char **captions = xmalloc((size_t)n_images * sizeof *captions);
+        char(*seeds)[32] = xmalloc((size_t)n_images * sizeof *seeds);
+        const char **notes = xmalloc((size_t)n_images * sizeof *notes);
+        for (int i = 0; i < n_images; i++) {
+            captions[i] = prompts[i / per];
+            snprintf(seeds[i], sizeof seeds[i], "seed %llu", (unsigned long long)v->seed + (unsigned)(i % per));
+            notes[i] = seeds[i];
+        }
+        image_u8 grid = image_grid_captioned(tiles, captions, notes, n_images, cols, 8, 255);
+        free(captions), free(seeds), free(notes);
         char path[4096 + 16];
         snprintf(path, sizeof path, "%s/grid.png", dir);
         if (png_write(path, &grid, 0, NULL, NULL)) {
@@ -436,7 +446,8 @@ static int from_config(options *o) {
         free(tiles);
     }
     for (int i = 0; i < n_prompts * per; i++) image_free(&images[i]);
-    free(images);
+    for (int i = 0; i < n_prompts; i++) free(prompts[i]);
+    free(images), free(prompts);
     free(extra);
     lora_set_free(&loras);
     pipeline_close(&p);

@@ -383,21 +383,28 @@ static int validate(trainer *t) {
     if (run_config_render_params(&rp, &t->p, t->cfg)) return -1;
     int n = v->prompts.count * v->images_per_prompt, k = 0, rc = 0;
     image_u8 *images = xcalloc((size_t)n, sizeof *images);
+    // Each tile's caption: its prompt, and the step and seed.
+    char **prompts = xcalloc((size_t)v->prompts.count, sizeof *prompts), **notes = xcalloc((size_t)n, sizeof *notes);
+    const char **captions = xcalloc((size_t)n, sizeof *captions);
     for (int i = 0; i < v->prompts.count && rc == 0; i++) {
-        char *prompt = expand(t, v->prompts.items[i]);
-        rp.prompt = prompt;
+        prompts[i] = expand(t, v->prompts.items[i]);
+        rp.prompt = prompts[i];
         rp.seed = (uint64_t)v->seed;
         float *pixels;
         rc = pipeline_render(&t->p, &rp, NULL, NULL, &pixels);
-        for (int b = 0; rc == 0 && b < rp.batch; b++)
-            images[k++] = image_from_float(pixels + (size_t)b * rp.width * rp.height * 3, rp.height, rp.width);
+        for (int b = 0; rc == 0 && b < rp.batch; b++, k++) {
+            images[k] = image_from_float(pixels + (size_t)b * rp.width * rp.height * 3, rp.height, rp.width);
+            captions[k] = prompts[i];
+            notes[k] = xmalloc(64);
+            snprintf(notes[k], 64, "step %d, seed %llu", t->step, (unsigned long long)rp.seed + (unsigned)b);
+        }
         if (rc == 0) free(pixels);
-        free(prompt);
     }
     if (rc == 0) {
         const image_u8 **tiles = xmalloc((size_t)n * sizeof *tiles);
         for (int i = 0; i < n; i++) tiles[i] = &images[i];
-        image_u8 grid = image_grid(tiles, n, v->images_per_prompt > 1 ? v->images_per_prompt : (n < 4 ? n : 4), 8, 255);
+        image_u8 grid = image_grid_captioned(tiles, captions, (const char *const *)notes, n,
+                                             v->images_per_prompt > 1 ? v->images_per_prompt : (n < 4 ? n : 4), 8, 255);
         char dir[4096], path[4200];
         snprintf(dir, sizeof dir, "%s/validation", t->cfg->output.dir);
         rc = make_dir(dir);
@@ -407,18 +414,35 @@ static int validate(trainer *t) {
         image_free(&grid);
         free(tiles);
     }
-    for (int i = 0; i < k; i++) image_free(&images[i]);
-    free(images);
+    for (int i = 0; i < k; i++) image_free(&images[i]), free(notes[i]);
+    for (int i = 0; i < v->prompts.count; i++) free(prompts[i]);
+    free(images), free(prompts), free(notes), free(captions);
     return rc;
 }
 
+// The learning-rate schedule of the UNet's adapters (the text encoder's differs in its
+// base rate only).
+static lr_schedule unet_lr_schedule(const run_train_section *tr) {
+    return (lr_schedule){.kind = (lr_kind)tr->lr_scheduler, .base_lr = tr->learning_rate,
+                         .warmup_steps = tr->lr_warmup_steps, .total_steps = tr->steps,
+                         .num_cycles = tr->lr_scheduler == LR_COSINE ? 0.5 : tr->lr_num_cycles,
+                         .power = tr->lr_power, .lr_end = 1e-7};
+}
+
+// loss.png: the loss of every step so far, its moving average and the learning rate.
 static int save_loss_plot(trainer *t) {
     if (t->step < 1) return 0;
-    image_u8 img = plot_curve(t->losses, t->step, 800, 400, 0.9f);
+    lr_schedule schedule = unet_lr_schedule(&t->cfg->train);
+    double *lr = xmalloc((size_t)t->step * sizeof *lr);
+    for (int i = 0; i < t->step; i++) lr[i] = lr_at(&schedule, i);
+    char title[256], range[128], path[4096];
+    snprintf(title, sizeof title, "%s: training loss, steps 1-%d of %d", t->cfg->output.name, t->step,
+             t->cfg->train.steps);
+    image_u8 img = plot_loss(t->losses, lr, t->step, 900, 450, 0.9f, title);
+    free(lr);
     float lo = INFINITY, hi = -INFINITY;
     for (int i = 0; i < t->step; i++) lo = fminf(lo, t->losses[i]), hi = fmaxf(hi, t->losses[i]);
-    char range[96], path[4096];
-    snprintf(range, sizeof range, "steps 1-%d, loss from %.6g to %.6g; dark: moving average (0.9)", t->step, lo, hi);
+    snprintf(range, sizeof range, "steps 1-%d, loss from %.6g to %.6g", t->step, lo, hi);
     const char *key = "Description";
     const char *value = range;
     snprintf(path, sizeof path, "%s/loss.png", t->cfg->output.dir);
@@ -494,10 +518,7 @@ static void progress_line(const trainer *t, double started, int first_step, floa
 static int train_loop(trainer *t) {
     const run_config *c = t->cfg;
     const run_train_section *tr = &c->train;
-    lr_schedule unet_lr = {.kind = (lr_kind)tr->lr_scheduler, .base_lr = tr->learning_rate,
-                           .warmup_steps = tr->lr_warmup_steps, .total_steps = tr->steps,
-                           .num_cycles = tr->lr_scheduler == LR_COSINE ? 0.5 : tr->lr_num_cycles,
-                           .power = tr->lr_power, .lr_end = 1e-7};
+    lr_schedule unet_lr = unet_lr_schedule(tr);
     lr_schedule te_lr = unet_lr;
     te_lr.base_lr = tr->text_encoder_lr;
     adamw_config ac = {.beta1 = (float)tr->adam_beta1, .beta2 = (float)tr->adam_beta2, .eps = (float)tr->adam_epsilon,
