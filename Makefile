@@ -94,7 +94,9 @@ endif
 
 CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCHS ?= 80 90
-NVCC_FLAGS := -std=c++20 -O2 -g -I. -Werror all-warnings \
+# Warnings are errors; NVCC_WERROR= turns that off (another host compiler may warn anew).
+NVCC_WERROR ?= -Werror all-warnings
+NVCC_FLAGS := -std=c++20 -O2 -g -I. $(NVCC_WERROR) \
               $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
               -Xcompiler -Wall,-Wno-unused-parameter,-Wno-missing-field-initializers
 ifneq ($(NVCC),)
@@ -103,10 +105,16 @@ CFLAGS     += -DSDFT_HAVE_CUDA -I$(CUDA_HOME)/include
 LIB_OBJS   += $(CUDA_SRCS:%.cu=$(BUILD)/cuda/%.o)
 LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublasLt
 BENCH_GPU_LIBS := -lcublas  # the reference GEMMs of bench_gpu
+# cuDNN for bench_gpu's reference column (loaded at run time; the header gives its
+# types): the toolkit's, else pip's (nvidia-cudnn-cu*). CUDNN_DIR=<folder> names another
+# (with include/ and lib/); without one the column is skipped with a message.
+CUDNN_DIR ?= $(or $(if $(wildcard $(CUDA_HOME)/include/cudnn.h),$(CUDA_HOME)),$(shell $(PYTHON) -c \
+               'import nvidia.cudnn as m; print(m.__path__[0])' 2>/dev/null))
+$(BUILD)/bench/bench_gpu.o: CFLAGS += $(if $(CUDNN_DIR),-I$(CUDNN_DIR)/include '-DCUDNN_LIB_DIRS="$(CUDNN_DIR)/lib64:$(CUDNN_DIR)/lib"')
 endif
 endif
 
-.PHONY: all train sample test test-full test-gpu test-asan kernel-coverage fuzz bench bench-models bench-train bench-gpu golden deps clean help
+.PHONY: all train sample test test-full test-gpu test-asan kernel-coverage fuzz bench bench-models bench-train bench-gpu golden deps clean help device-check print-build-flags
 all: $(LIB) $(CLIS) $(BUILD)/run_tests $(if $(wildcard $(CLIP_BPE)),$(BUILD)/clip-tokenizer/vocab.json)
 
 $(BUILD)/%.o: %.c
@@ -204,11 +212,17 @@ $(BUILD)/clip-tokenizer/vocab.json: tools/clip_vocab.py
 test: $(BUILD)/run_tests $(BUILD)/sdft-sample $(BUILD)/sdft-demo-images $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
 	PYTHON=$(TEST_VENV)/bin/python $(BUILD)/run_tests $(TESTS)
 
-# On a machine with a GPU: the same harness with the real cuda backend compared
-# against the CPU (the suites that need no GPU run too).
-test-gpu: $(BUILD)/run_tests $(BUILD)/sdft-sample $(BUILD)/sdft-demo-images $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
+# On a machine with a GPU: every suite with the real cuda backend beside cuda-emu, each
+# compared against the CPU (the op harness, the tiny model's render and training steps);
+# SDFT_REQUIRE_GPU=1 makes a GPU that does not answer a failure. Runs where there is no
+# network and no ../shared: no pip step (the test venv's Python when it exists, else
+# $(PYTHON); checks that need numpy and Pillow skip without them), and without the
+# CLIP tokenizer the suites that read it are SKIPPED. make device-check packs what the
+# lent GPU machine lacks (docs/kernels.md).
+TEST_PYTHON = $(if $(wildcard $(TEST_VENV)/bin/python),$(TEST_VENV)/bin/python,$(PYTHON))
+test-gpu: $(BUILD)/run_tests $(CLIS) $(if $(wildcard $(CLIP_BPE)),$(BUILD)/clip-tokenizer/vocab.json)
 	@test -n "$(NVCC)" || { echo "test-gpu: nvcc not found, no cuda backend to test"; exit 1; }
-	SDFT_REQUIRE_GPU=1 PYTHON=$(TEST_VENV)/bin/python $(BUILD)/run_tests $(TESTS)
+	SDFT_REQUIRE_GPU=1 PYTHON=$(TEST_PYTHON) $(BUILD)/run_tests $(TESTS)
 
 test-asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 OPT=-O1 test
@@ -229,7 +243,7 @@ FUZZ_CC      ?= clang
 fuzz:
 	@mkdir -p build-fuzz fuzz/corpus-run
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
-	  fuzz/fuzz_safetensors.c core/safetensors.c core/dtype.c core/check.c \
+	  fuzz/fuzz_safetensors.c core/safetensors.c core/dtype.c core/check.c core/utf8.c \
 	  -o build-fuzz/fuzz_safetensors -lcjson -lm
 	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  fuzz/corpus-run fuzz/corpus
@@ -265,10 +279,23 @@ bench-train: $(BUILD)/sdft-train $(BUILD)/sd15-random/model_index.json $(BUILD)/
 # Every CUDA kernel timed at SD1.5 shapes on the GPU, beside cuBLAS and (loaded at
 # run time when libcudnn is installed) cuDNN.
 bench-gpu: $(BUILD)/bench_gpu
-	$(BUILD)/bench_gpu
+	$(BUILD)/bench_gpu $(BENCH_GPU_ARGS)
 
 $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS) $(BENCH_GPU_LIBS)
+
+# The first minutes on a lent GPU (docs/kernels.md): this builds here and packs into
+# .device/ what that machine lacks (the libraries our programs load, the headers the
+# build includes, the CLIP tokenizer, the DreamBooth photos, cuDNN's headers); then one
+# device call runs `bash tools/device_check.sh` there (build for sm_90, test-gpu,
+# bench-gpu, the CLIs on cuda, compute-sanitizer; logs and a summary under $$OUT).
+device-check: $(BUILD)/run_tests $(CLIS) $(if $(wildcard $(CLIP_BPE)),$(BUILD)/clip-tokenizer/vocab.json)
+	BUILD=$(BUILD) tools/device_check.sh prepare
+
+# What tools/device_check.sh prepare reads of this build: the C flags, then the link line.
+print-build-flags:
+	@echo '$(CFLAGS)'
+	@echo '$(LDLIBS)'
 
 # Regenerates tests/fixtures from PyTorch (tools/golden/README.md says how to set it up).
 GOLDEN_PYTHON ?= $(if $(wildcard .venv-golden/bin/python),.venv-golden/bin/python,$(PYTHON))
@@ -326,6 +353,9 @@ help:
 	@echo "make bench      CPU op timings at SD1.5 shapes against PyTorch, then bench-models, bench-train"
 	@echo "make bench-models  SD1.5 UNet step, VAE decode, text encoder against diffusers"
 	@echo "make bench-train   one SD1.5 DreamBooth-LoRA training step against diffusers' script"
+	@echo "make test-gpu   the suites with the cuda backend on a GPU too (SDFT_CUDA_SYNC=1: name a faulting kernel)"
+	@echo "make bench-gpu  every CUDA kernel timed at SD1.5 shapes beside cuBLAS/cuDNN"
+	@echo "make device-check  pack .device/ for a lent GPU machine (then: bash tools/device_check.sh there)"
 	@echo "make golden     regenerate tests/fixtures from PyTorch"
 	@echo "make deps       install the Debian packages"
 

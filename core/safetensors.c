@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/utf8.h"
 
 // The Python package refuses larger headers; a bigger one is garbage, not a model.
 #define MAX_HEADER_BYTES 100000000u
@@ -113,38 +114,6 @@ st_shown st_show(const char *s) {
     }
     out.s[used] = '\0';
     return out;
-}
-
-// Offset of the first byte that breaks UTF-8 (overlong forms and surrogates
-// included), or len when all is well. The format requires UTF-8 and cJSON does not
-// check it, and a name we accept should be a name the Python package accepts.
-static size_t utf8_valid_prefix(const unsigned char *s, size_t len) {
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        size_t follow;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            follow = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            follow = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            follow = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return i;
-        }
-        if (len - i <= follow) return i;
-        for (size_t k = 1; k <= follow; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) return i;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
-        i += follow + 1;
-    }
-    return len;
 }
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -470,7 +439,7 @@ static bool read_header(st_file *f) {
         err_set("%s: header does not start with '{'", L);
         return false;
     }
-    size_t bad = utf8_valid_prefix((const unsigned char *)header, n);
+    size_t bad = utf8_valid_prefix(header, n);  // the format requires UTF-8; cJSON does not check it
     if (bad < n) {
         err_set("%s: header is not valid UTF-8 (byte %zu)", L, bad);
         return false;
