@@ -67,9 +67,20 @@ static struct {
     __typeof__(&cudnnGetLastErrorString) cudnnGetLastErrorString;
 } dnn;
 
-// Whether libcudnn was found and has every function used here.
+// Whether libcudnn was found and has every function used here: where the loader looks,
+// else in CUDNN_LIB_DIRS (the Makefile's CUDNN_DIR: the toolkit's or pip's cuDNN, whose
+// folder is on no search path).
+#ifndef CUDNN_LIB_DIRS
+#define CUDNN_LIB_DIRS ""
+#endif
 static bool load_cudnn(void) {
     void *lib = dlopen("libcudnn.so.9", RTLD_NOW | RTLD_LOCAL);
+    char dirs[] = CUDNN_LIB_DIRS;
+    for (char *d = strtok(dirs, ":"); !lib && d; d = strtok(NULL, ":")) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/libcudnn.so.9", d);
+        lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    }
     if (!lib) lib = dlopen("libcudnn.so", RTLD_NOW | RTLD_LOCAL);
     if (!lib) return false;
     bool ok = true;
@@ -1118,7 +1129,8 @@ int main(int argc, char **argv) {
     printf("bench_gpu: batch %lld; ours as op calls, references on preallocated buffers\n",
            (long long)batch);
 #ifdef BENCH_CUDNN
-    if (!load_cudnn()) puts("cuDNN: libcudnn.so.9 not found, no cuDNN column");
+    if (!load_cudnn())
+        puts("cuDNN: libcudnn.so.9 not found (loader path, then \"" CUDNN_LIB_DIRS "\"), no cuDNN column");
     else if (dnn.cudnnCreate(&refs.cudnn) != CUDNN_STATUS_SUCCESS) {
         refs.cudnn = NULL;
         puts("cuDNN: cudnnCreate failed, no cuDNN column");
@@ -1128,7 +1140,7 @@ int main(int argc, char **argv) {
                dnn.cudnnGetVersion());
     }
 #else
-    puts("cuDNN: no cudnn.h at build time");
+    puts("cuDNN: no cudnn.h at build time (make CUDNN_DIR=<folder with include/, lib/>), no cuDNN column");
 #endif
     for (int i = 0; i < N_CASES; i++) {
         bool run = n_only == 0;
