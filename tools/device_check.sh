@@ -10,17 +10,20 @@
 #                                    the build includes from outside the tree (cc -M), a
 #                                    link name for every -l of the link line, the CLIP
 #                                    tokenizer folder, ../shared/data/dreambooth, cuDNN's
-#                                    headers and the fonts cairo draws text with.
+#                                    headers, the fonts cairo draws text with, and SD1.5's
+#                                    tensor manifest (tools/sd15_manifest.py, run with
+#                                    GOLDEN_PYTHON: torch, diffusers, transformers).
 #   bash tools/device_check.sh       (there, one device call with carry=[".device"])
 #                                    unpacks it, then runs the stages below within a budget
 #                                    and prints a summary; logs go to $OUT.
 #
 # Device half, environment: OUT (default build/device-out), BUDGET_S (480: a stage that
 # would start with less time left than it needs is skipped and says so), STAGES (default
-# "env build test bench cli sanitizer all-tests"), JOBS (nproc), CUDA_ARCHS (90),
-# GPU_SUITES (the suites of the first test-gpu pass: "rng tensor ops models train").
+# "env build test bench cli sd15 sanitizer all-tests"), JOBS (nproc), CUDA_ARCHS (90),
+# GPU_SUITES (the suites of the first test-gpu pass: "rng tensor ops models train"),
+# DEVICE_PYTHON (python3: writes the random SD1.5 of stage sd15, with numpy and safetensors).
 # DEVICE_CHECK_GPU=cuda-emu runs the GPU stages on the emulator instead (a dry run of
-# this script on a machine without a GPU).
+# this script on a machine without a GPU; stage sd15 runs its programs on the CPU at 64x64).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 DEV=.device
@@ -110,6 +113,14 @@ prepare() {
     else echo "prepare: no $BUILD/clip-tokenizer (no ../shared/data/clip here): its suites will be SKIPPED" >&2; fi
     local shared=${SDFT_SHARED:-../shared}
     if [ -d "$shared/data/dreambooth" ]; then mkdir -p "$DEV/shared/data" && cp -rL "$shared/data/dreambooth" "$DEV/shared/data/"; fi
+    # SD1.5's tensor manifest (names, shapes, the init rule's scales), from diffusers and
+    # transformers on the meta device: stage sd15 writes a random-weight SD1.5 from it.
+    local py=${GOLDEN_PYTHON:-$( [ -x .venv-golden/bin/python ] && echo .venv-golden/bin/python || echo python3)} out
+    if out=$("$py" tools/sd15_manifest.py "$DEV/sd15_manifest.json" 2>&1); then echo "$out" | tail -1
+    else
+        rm -f "$DEV/sd15_manifest.json"
+        echo "prepare: no SD1.5 manifest ($py: $(echo "$out" | tail -1)): stage sd15 will be SKIPPED" >&2
+    fi
     du -sh "$DEV" "$DEV"/*
     echo "prepare: done. One device call: run(command=\"bash tools/device_check.sh\", carry=[\".device\"], timeout_s=560)"
 }
@@ -121,7 +132,7 @@ if [ "${1:-}" = prepare ]; then prepare; exit $?; fi
 OUT=${OUT:-$PWD/build/device-out}
 mkdir -p "$OUT"
 BUDGET_S=${BUDGET_S:-480}
-STAGES=${STAGES:-env build test bench cli sanitizer all-tests}
+STAGES=${STAGES:-env build test bench cli sd15 sanitizer all-tests}
 JOBS=${JOBS:-$(nproc)}
 GPU=${DEVICE_CHECK_GPU:-cuda}
 T0=$(date +%s)
@@ -259,6 +270,96 @@ if [ $BUILT = 1 ] && [ "$GPU" = cuda ] && stage cli 40; then
         --config configs/demo.yaml --quiet model.device="$GPU" model.dtype=bf16 train.steps=5 \
         prior.num_class_images=2 prior.class_dir="$W/tiny-class" validation.steps=2 output.dir="$W/tiny-train"
 fi
+
+# SD1.5 with random weights, written there from the prepared manifest: a 512x512 render
+# (20 steps dpmpp_2m_karras, cfg 7.5, bf16), whose it/s comes from the wall times of a
+# 1-step and a 20-step render (so loading, the text encoder and the VAE drop out), then
+# training steps at 512 (batch 1 + 1 prior image, rank 4, bf16), with the GPU memory in
+# use at its peak in each (nvidia-smi, polled). The dry run renders and trains at 64x64
+# on the CPU: the programs take cpu or cuda, not cuda-emu.
+PY=${DEVICE_PYTHON:-python3}
+SD15=$W/sd15-random
+# gpu_peak_start FILE ... gpu_peak_stop FILE: sets PEAK to the most memory in use on the
+# GPU meanwhile
+gpu_peak_start() {
+    SMI_PID=
+    [ "$GPU" = cuda ] && command -v nvidia-smi > /dev/null || return 0
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$1" 2>/dev/null &
+    SMI_PID=$!
+}
+gpu_peak_stop() {
+    PEAK="not measured (no nvidia-smi)"
+    [ -n "$SMI_PID" ] || return 0
+    kill "$SMI_PID" 2>/dev/null; wait "$SMI_PID" 2>/dev/null
+    PEAK=$(sort -n "$1" | tail -1)
+    PEAK=${PEAK:+$PEAK MiB}; PEAK=${PEAK:-not measured (nvidia-smi printed nothing)}
+}
+sd15() {
+    local log=$OUT/sd15.log dev=cuda dtype=bf16 size=512 why
+    [ "$GPU" = cuda-emu ] && { dev=cpu; dtype=f32; size=64; }
+    if [ ! -f "$DEV/sd15_manifest.json" ]; then
+        note "SKIP  sd15: no $DEV/sd15_manifest.json (prepare's Python lacked torch, diffusers or transformers)"
+        return
+    fi
+    if ! why=$("$PY" -c 'import numpy, safetensors' 2>&1); then
+        note "SKIP  sd15: $PY cannot write the model: $(echo "$why" | tail -1)"
+        return
+    fi
+    if [ ! -f "$SD15/model_index.json" ]; then
+        rm -rf "$SD15"
+        step "$log" 150 "sd15: random-weight model written (fp16 files)" "$PY" tools/write_random_sd15.py \
+            "$DEV/sd15_manifest.json" "$SD15" $( [ -d build/clip-tokenizer ] && echo --tokenizer build/clip-tokenizer ) ||
+            return
+    fi
+    # The render with 1 step and with 20: the difference is 19 sampler steps.
+    local walls=() n t0
+    gpu_peak_start "$W/sd15-render-mem"
+    for n in 1 20; do
+        [ "$(left)" -gt 30 ] || break
+        t0=$(date +%s.%N)
+        step "$log" 120 "sd15: render ${size}x$size --steps $n (dpmpp_2m_karras, cfg 7.5, $dev, $dtype)" \
+            build/sdft-sample --model "$SD15" --prompt "a photo of a dog on the beach" --steps $n --cfg 7.5 \
+            --sampler dpmpp_2m_karras --width $size --height $size --seed 1 --device $dev --dtype $dtype \
+            --out "$W/sd15-render-$n.png" --no-hash --quiet || break
+        walls+=("$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')")
+    done
+    gpu_peak_stop "$W/sd15-render-mem"
+    if [ ${#walls[@]} = 2 ]; then
+        cp "$W/sd15-render-20.png" "$OUT/"
+        note "      sd15 render ${size}x$size: $(awk -v a="${walls[0]}" -v b="${walls[1]}" 'BEGIN {
+            if (b > a) printf "%.2f it/s", 19 / (b - a); else printf "no rate"}') (CFG steps; ${walls[0]} s" \
+            "for 1 step, ${walls[1]} s for 20), peak GPU memory $PEAK"
+    fi
+
+    [ "$(left)" -gt 50 ] || { note "SKIP  sd15 training: $(left) s of the budget left, needs ~50 s"; return; }
+    [ -f build/demo/instance/00.png ] ||
+        { mkdir -p build/demo/instance && build/sdft-demo-images build/demo/instance >> "$log" 2>&1; }
+    rm -rf "$W/sd15-train"
+    cat > "$W/sd15-train.yaml" <<EOF
+model: {path: $SD15, tokenizer: build/clip-tokenizer, device: $dev, dtype: $dtype}
+subject: {token: sks, class: ball}
+data: {instance_dir: build/demo/instance, resolution: $size}
+lora: {rank: 4, alpha: 4}
+train: {steps: 4, batch_size: 1, learning_rate: 1.0e-4, seed: 42}
+prior: {enabled: true, num_class_images: 1, class_dir: $W/sd15-class}
+validation: {prompts: ["a photo of {token} {class}"], steps: 2, width: $size, height: $size}
+output: {dir: $W/sd15-train}
+EOF
+    gpu_peak_start "$W/sd15-train-mem"
+    step "$log" 180 "sd15: train 4 steps at $size (batch 1 + 1 prior image, rank 4, $dev, $dtype)" \
+        build/sdft-train --config "$W/sd15-train.yaml" --quiet
+    gpu_peak_stop "$W/sd15-train-mem"
+    # metrics.jsonl's "seconds" is each step's own time; the first one warms up.
+    if [ -f "$W/sd15-train/metrics.jsonl" ]; then
+        cat "$W/sd15-train/metrics.jsonl" >> "$log"
+        note "      sd15 train at $size: $(grep -o '"seconds": [0-9.]*' "$W/sd15-train/metrics.jsonl" | awk '
+            {s[NR] = $2} END {if (NR < 2) {print "under two steps"; exit}
+            for (i = 2; i <= NR; i++) sum += s[i]
+            printf "%.3f s/step after the first (first %.2f s, %d steps)", sum / (NR - 1), s[1], NR}')," \
+            "peak GPU memory $PEAK"
+    fi
+}
+if [ $BUILT = 1 ] && stage sd15 120; then sd15; fi
 
 # compute-sanitizer on the tiny model's kernels: memcheck over training steps (forward
 # and backward), racecheck and synccheck over a render.

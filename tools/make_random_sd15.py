@@ -54,16 +54,26 @@ MODEL_INDEX = {
     "vae": ["diffusers", "AutoencoderKL"],
 }
 
+# Each part's weights file, less the variant suffix (".fp16") and ".safetensors".
+WEIGHT_STEMS = {"text_encoder": "model", "unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model"}
+
 
 def config(name):
     return json.loads((CONFIGS / f"{name}.json").read_text())
 
 
-def build(seed):
-    """The three models with SD1.5's configs, every parameter drawn from seed."""
+def models_from_configs():
+    """The three models with SD1.5's configs, as constructed (tools/sd15_manifest.py
+    builds them on the meta device)."""
     te = CLIPTextModel(CLIPTextConfig(**config("text_encoder")))
     unet = UNet2DConditionModel.from_config(config("unet"))
     vae = AutoencoderKL.from_config(config("vae"))
+    return te, unet, vae
+
+
+def build(seed):
+    """The three models with SD1.5's configs, every parameter drawn from seed."""
+    te, unet, vae = models_from_configs()
     # The same salts as models.py's build_models: te 0, unet 1, vae 2.
     for salt, model in enumerate((te, unet, vae)):
         models.init_weights(model, models.generator(seed, salt))
@@ -76,12 +86,8 @@ def cast(sd, dtype):
 
 def write_folder(root, te, unet, vae, dtype, tokenizer_from):
     suffix = ".fp16" if dtype == torch.float16 else ""
-    weights = {
-        "text_encoder": (f"model{suffix}.safetensors", te),
-        "unet": (f"diffusion_pytorch_model{suffix}.safetensors", unet),
-        "vae": (f"diffusion_pytorch_model{suffix}.safetensors", vae),
-    }
-    for part, (name, model) in weights.items():
+    for part, model in (("text_encoder", te), ("unet", unet), ("vae", vae)):
+        name = f"{WEIGHT_STEMS[part]}{suffix}.safetensors"
         (root / part).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(CONFIGS / f"{part}.json", root / part / "config.json")
         # diffusers and transformers both mark their files format "pt".

@@ -123,12 +123,14 @@ def _is_residual_out(name):
     return any(s in name for s in (".conv2.", ".to_out.0.", ".proj_out.", ".ff.net.2.", ".fc2.", ".out_proj."))
 
 
-def init_weights(model, gen):
-    """Redraws every parameter of model in place from gen (see the module docstring).
+def init_rule(model):
+    """The distribution of each parameter of model, in named_parameters order: a list of
+    (name, offset, std), the value drawn being offset + std * N(0, 1).
 
     Weights ~ N(0, g^2 / fan_in) (g = RESIDUAL_OUT_GAIN at the end of a residual
     branch, else 1), norm gammas 1 + 0.1 N, biases and norm betas 0.1 N, embedding
-    tables N(0, 1/2).
+    tables N(0, 1/2). Needs only the shapes: tools/sd15_manifest.py reads it from
+    models on the meta device.
     """
     kinds = {}
     for mname, mod in model.named_modules():
@@ -138,19 +140,29 @@ def init_weights(model, gen):
                 kinds[full] = "gamma" if pname == "weight" else "bias"
             elif isinstance(mod, nn.Embedding):
                 kinds[full] = "embedding"
+    rule = []
+    for name, p in model.named_parameters():
+        kind = kinds.get(name, "bias" if p.dim() == 1 else "weight")
+        if kind == "gamma":
+            rule.append((name, 1.0, 0.1))
+        elif kind == "bias":
+            rule.append((name, 0.0, 0.1))
+        elif kind == "embedding":
+            rule.append((name, 0.0, EMBEDDING_STD))
+        else:
+            gain = RESIDUAL_OUT_GAIN if _is_residual_out("." + name) else 1.0
+            rule.append((name, 0.0, gain / math.sqrt(p[0].numel())))
+    return rule
+
+
+def init_weights(model, gen):
+    """Redraws every parameter of model in place from gen, as init_rule says."""
+    params = dict(model.named_parameters())
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for name, offset, std in init_rule(model):
+            p = params[name]
             noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
-            kind = kinds.get(name, "bias" if p.dim() == 1 else "weight")
-            if kind == "gamma":
-                p.copy_(1 + 0.1 * noise)
-            elif kind == "bias":
-                p.copy_(0.1 * noise)
-            elif kind == "embedding":
-                p.copy_(EMBEDDING_STD * noise)
-            else:
-                gain = RESIDUAL_OUT_GAIN if _is_residual_out("." + name) else 1.0
-                p.copy_(noise * (gain / math.sqrt(p[0].numel())))
+            p.copy_(offset + noise * std if offset else noise * std)
             # Values exact in float16, so the float16 single file holds the same
             # numbers as the float32 folder (and the fixture tests f16 loading).
             p.copy_(p.half().float())
