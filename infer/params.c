@@ -1,5 +1,6 @@
 #include "infer/params.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,21 +86,27 @@ void weight_index_free(weight_index *wi) {
     for (int i = 0; i < wi->n_files; i++) {
         st_close(wi->files[i]);
         free(wi->paths[i]);
+        free(wi->prefixes[i]);
     }
     free(wi->refs);
     free(wi->unmapped);
     free(wi->files);
     free(wi->paths);
+    free(wi->prefixes);
     *wi = (weight_index){0};
 }
 
-// Keeps the file (and a copy of its path) for the index's lifetime; returns the path copy.
-static const char *keep_file(weight_index *wi, st_file *f, const char *path) {
-    wi->files = realloc(wi->files, (size_t)(wi->n_files + 1) * sizeof *wi->files);
-    wi->paths = realloc(wi->paths, (size_t)(wi->n_files + 1) * sizeof *wi->paths);
-    CHECK(wi->files && wi->paths, "out of memory");
+// Keeps the file (and copies of its path and prefix) for the index's lifetime;
+// returns the path copy.
+static const char *keep_file(weight_index *wi, st_file *f, const char *path, const char *prefix) {
+    size_t n = (size_t)(wi->n_files + 1);
+    wi->files = realloc(wi->files, n * sizeof *wi->files);
+    wi->paths = realloc(wi->paths, n * sizeof *wi->paths);
+    wi->prefixes = realloc(wi->prefixes, n * sizeof *wi->prefixes);
+    CHECK(wi->files && wi->paths && wi->prefixes, "out of memory");
     wi->files[wi->n_files] = f;
     wi->paths[wi->n_files] = strdup(path);
+    wi->prefixes[wi->n_files] = strdup(prefix);
     return wi->paths[wi->n_files++];
 }
 
@@ -118,7 +125,7 @@ static void add_ref(weight_index *wi, const char *name, st_file *f, const st_ent
 int weight_index_add_file(weight_index *wi, const char *path, const char *prefix) {
     st_file *f = st_open(path);
     if (!f) return -1;
-    const char *kept = keep_file(wi, f, path);
+    const char *kept = keep_file(wi, f, path, prefix);
     char name[PARAM_NAME_MAX];
     for (int i = 0; i < st_count(f); i++) {
         const st_entry *e = st_entry_at(f, i);
@@ -129,7 +136,7 @@ int weight_index_add_file(weight_index *wi, const char *path, const char *prefix
 }
 
 void weight_index_add_mapped(weight_index *wi, st_file *f, const char *path, name_map *nm) {
-    const char *kept = keep_file(wi, f, path);
+    const char *kept = keep_file(wi, f, path, "");
     for (int i = 0; i < st_count(f); i++) {
         const st_entry *e = st_entry_at(f, i);
         const char *name = name_map_lookup(nm, e->name);
@@ -246,6 +253,18 @@ static bool under(const char *name, const char *prefix) {
     return strncmp(name, prefix, strlen(prefix)) == 0;
 }
 
+// The file that should have held the parameter `name`: the one indexed under a prefix
+// of it (a component's file, or a single file that holds them all), and how many
+// more do (shards).
+static void file_for(const weight_index *wi, const char *name, char *out, size_t len) {
+    int first = -1, n = 0;
+    for (int i = 0; i < wi->n_files; i++)
+        if (under(name, wi->prefixes[i]) && n++ == 0) first = i;
+    if (first < 0) snprintf(out, len, "the checkpoint");
+    else if (n == 1) snprintf(out, len, "%s", wi->paths[first]);
+    else snprintf(out, len, "%s (and %d more shards)", wi->paths[first], n - 1);
+}
+
 int params_load(param_set *ps, weight_index *wi, const char *prefix, load_report *rep) {
     *rep = (load_report){0};
     char want[96], got[96];
@@ -282,9 +301,10 @@ int params_load(param_set *ps, weight_index *wi, const char *prefix, load_report
                 snprintf(rep->first_unexpected, sizeof rep->first_unexpected, "%s", wi->unmapped[i]);
     }
     if (rep->missing) {
-        err_set("%s: %d tensor%s missing from the checkpoint (first: %s)",
-                wi->n_files ? wi->paths[0] : "checkpoint", rep->missing,
-                rep->missing == 1 ? "" : "s", rep->first_missing);
+        char file[PATH_MAX + 64];
+        file_for(wi, rep->first_missing, file, sizeof file);
+        err_set("%s: %d tensor%s missing (first: %s)", file, rep->missing, rep->missing == 1 ? "" : "s",
+                rep->first_missing);
         return -1;
     }
     return 0;

@@ -77,6 +77,7 @@ typedef struct {
     int n_unmapped;
     st_file **files;  // one reference each
     char **paths;
+    char **prefixes;  // the prefix each file's tensors are indexed under ("" for a mapped file)
     int n_files;
 } weight_index;
 
@@ -114,7 +115,8 @@ typedef struct {
 // Fills every parameter under `prefix` (all when "") from the index. Unexpected
 // tensors are counted among the index's names under the same prefix plus the
 // unmapped keys. 0, or -1 with err_msg() on a missing tensor, a shape that does not
-// fit or a dtype that does not convert (the message names the tensor and its file).
+// fit or a dtype that does not convert (the message names the tensor and its file: for
+// a missing one, the file indexed under the component's prefix that lacks it).
 int params_load(param_set *ps, weight_index *wi, const char *prefix, load_report *rep);
 // One line: "unet: 686 tensors used, 0 missing, 1 unexpected (first: ...)".
 void load_report_print(const load_report *rep, const char *what);

@@ -34,14 +34,10 @@ int pipeline_open(pipeline *p, const char *model_path, const char *tokenizer_dir
         scheduler_config = sched_buf;
     }
     p->tokenizer = clip_tokenizer_load(tokenizer_dir);
-    if (!p->tokenizer) return -1;
-    if (noise_schedule_load(&p->schedule, scheduler_config)) {
-        clip_tokenizer_free(p->tokenizer);
-        return -1;
-    }
-    if (sd_model_load(&p->model, model_path, opt)) {
-        noise_schedule_free(&p->schedule);
-        clip_tokenizer_free(p->tokenizer);
+    if (!p->tokenizer || noise_schedule_load(&p->schedule, scheduler_config) ||
+        sd_model_load(&p->model, model_path, opt)) {
+        // One way out: what did open is closed, and *p is left zeroed.
+        pipeline_close(p);
         return -1;
     }
     return 0;

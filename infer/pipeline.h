@@ -20,9 +20,10 @@ typedef struct {
 
 // A diffusers folder (its tokenizer/ and scheduler/ are used) or a single file (then
 // tokenizer_dir and scheduler_config must be given, or default to the SD1.5 files
-// beside the program). 0, or -1 with err_msg().
+// beside the program). 0, or -1 with err_msg() and *p zeroed (closing it again is harmless).
 int pipeline_open(pipeline *p, const char *model_path, const char *tokenizer_dir,
                   const char *scheduler_config, const sd_load_options *opt);
+// Frees what open loaded and zeroes *p: safe on a zeroed or already closed pipeline.
 void pipeline_close(pipeline *p);
 
 typedef struct {

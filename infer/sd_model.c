@@ -253,6 +253,7 @@ void sd_model_free(sd_model *m) {
     clip_free(&m->text_encoder);
     unet_free(&m->unet);
     vae_free(&m->vae);
+    *m = (sd_model){0};
 }
 
 void sd_model_print_report(const sd_model *m) {

@@ -31,7 +31,9 @@ typedef struct {
 } sd_model;
 
 // path: a diffusers folder or a .safetensors file. 0, or -1 with a one-line err_msg()
-// naming the file (a pickle .ckpt/.bin is refused with a note on converting it).
+// naming the file (a pickle .ckpt/.bin is refused with a note on converting it); *m is
+// left zeroed on failure.
 int sd_model_load(sd_model *m, const char *path, const sd_load_options *opt);
+// Frees and zeroes *m: safe on a zeroed or already freed model (a failed load leaves it so).
 void sd_model_free(sd_model *m);
 void sd_model_print_report(const sd_model *m);

@@ -134,6 +134,7 @@ void unet_free(unet_model *m) {
         block_free(&m->up[i]);
     }
     transformer_free(&m->mid_attention);
+    *m = (unet_model){0};
 }
 
 // --- forward ------------------------------------------------------------------------------------------
@@ -232,9 +233,9 @@ tensor *unet_forward(const unet_model *m, tensor *sample, tensor *timesteps, ten
     skips[n_skips++] = tensor_retain(h);
     for (int i = 0; i < n; i++) {
         const unet_block *b = &m->down[i];
-        for (int j = 0; j < b->n_layers; j++) {
         CHECK(n_skips + b->n_layers + b->has_sampler <= max_skips, "unet_forward: more skip connections than %d",
               max_skips);
+        for (int j = 0; j < b->n_layers; j++) {
             h = nn_replace(h, layer_forward(m, &b->layers[j], h, temb_act, ctx));
             skips[n_skips++] = tensor_retain(h);
         }

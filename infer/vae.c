@@ -100,6 +100,7 @@ void vae_free(vae_model *m) {
         free(m->enc_blocks[i].resnets);
         free(m->dec_blocks[i].resnets);
     }
+    *m = (vae_model){0};
 }
 
 // --- forward --------------------------------------------------------------------------------------

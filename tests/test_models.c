@@ -547,10 +547,10 @@ static void test_config_bounds(void) {
     test_end();
 }
 
-// A copy of the tiny folder in the scratch dir, to break.
-static const char *scratch_copy(const char *name) {
 // --- loading errors ------------------------------------------------------------------------------
 
+// A copy of the tiny folder in the scratch dir, to break.
+static const char *scratch_copy(const char *name) {
     static char dst[1024];
     snprintf(dst, sizeof dst, "%s/%s", scratch_dir(), name);
     char cmd[2600];
@@ -817,14 +817,61 @@ static void test_render_on_backends(void) {
     free(cpu);
 }
 
+// A failed load names the file at fault (not the first file it opened), and leaves
+// the model or pipeline zeroed, so freeing or closing it again is harmless.
+static void test_failed_loads(void) {
+    static const char *components[][2] = {{"unet", "diffusion_pytorch_model"}, {"vae", "diffusion_pytorch_model"}};
+    char path[1200], cmd[2600];
+    for (int c = 0; c < 2; c++) {
+        test_begin("models: a %s weights file holding another model's tensors is reported against that file",
+                   components[c][0]);
+        const char *dir = scratch_copy("swapped");
+        snprintf(path, sizeof path, "%s/%s/%s.safetensors", dir, components[c][0], components[c][1]);
+        snprintf(cmd, sizeof cmd, "cp '%s/text_encoder/model.safetensors' '%s'", dir, path);
+        CHECK(system(cmd) == 0, "%s failed", cmd);
+        sd_model m;
+        int rc = load(&m, dir, DT_F32, DEV_CPU, NULL);
+        EXPECT(rc == -1 && strstr(err_msg(), path) && !strstr(err_msg(), "text_encoder/") &&
+                   !strchr(err_msg(), '\n'),
+               "rc %d: \"%s\" does not name %s", rc, err_msg(), path);
+        EXPECT(m.params.count == 0 && m.unet.cfg.n_blocks == 0 && m.vae.cfg.n_blocks == 0,
+               "the failed load left the model filled");
+        sd_model_free(&m);
+        if (rc == 0) sd_model_free(&m);
+        test_end();
+    }
+
+    test_begin("models: a tensor missing from one component's file names that file");
+    const char *dir = scratch_copy("missing-unet");
+    snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", dir);
+    rewrite(path, drop_conv_in, NULL, NULL);
+    expect_load_error(dir, NULL, path);
+    test_end();
+
+    test_begin("models: a failed pipeline_open leaves the pipeline zeroed, and closing it is harmless");
+    char tok[1024];
+    path_beside_program(tok, sizeof tok, "clip-tokenizer");
+    pipeline p;
+    sd_load_options opt = {.dt = DT_F32, .dev = DEV_CPU};
+    const char *sched = scratch_path("no-scheduler.json");
+    int rc = pipeline_open(&p, repo_path(FIXTURES "tiny-sd"), tok, sched, &opt);
+    EXPECT(rc == -1 && strstr(err_msg(), sched), "rc %d: %s", rc, err_msg());
+    EXPECT(!p.tokenizer && !p.schedule.betas && p.model.params.count == 0, "the failed open left the pipeline filled");
+    pipeline_close(&p);
+    if (rc == 0) pipeline_close(&p);
+    test_end();
+}
+
 void suite_models(void) {
     reference();
     test_configs();
+    test_config_bounds();
     test_folder_and_single_file();
     test_unet_v2();
     test_wide_head_attention();
     test_ldm_names();
     test_load_errors();
+    test_failed_loads();
     test_fp16_variant();
     test_emulated();
     test_render_on_backends();
@@ -879,7 +926,6 @@ void suite_full(void) {
         test_begin("full: UNet forward at a 64x64 latent, batch 2, within %g of diffusers", FULL_TOL);
         tensor *sample = fixture_tensor(reference(), "unet.sample", DEV_CPU);
         tensor *t = fixture_tensor(reference(), "unet.timestep", DEV_CPU);
-    test_config_bounds();
         tensor *ctx = fixture_tensor(reference(), "unet.encoder_hidden_states", DEV_CPU);
         tensor *out = unet_forward(&m.unet, sample, t, ctx);
         EXPECT_CLOSE(out, "unet.out", FULL_TOL);
