@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/files.h"
@@ -414,41 +416,71 @@ static int read_run_config(run_config *cfg, const char *name, int steps, int n_e
     return run_config_read(cfg, repo_path("tests/fixtures/lora/trained.yaml"), 5 + n_extra, overrides);
 }
 
-// Every tensor of two safetensors files holds the same bytes.
-static bool same_tensors(const char *a, const char *b) {
-    st_file *fa = st_open(a), *fb = st_open(b);
-    bool same = fa && fb && st_count(fa) == st_count(fb);
-    for (int i = 0; same && i < st_count(fa); i++) {
-        const st_entry *e = st_entry_at(fa, i), *g = st_find(fb, e->name);
-        same = g && e->end - e->begin == g->end - g->begin &&
-               memcmp(st_data(fa, e), st_data(fb, g), e->end - e->begin) == 0;
-    }
-    st_close(fa), st_close(fb);
+// Two files hold the same bytes (false when either is missing).
+static bool same_bytes(const char *a, const char *b) {
+    if (access(a, R_OK) != 0 || access(b, R_OK) != 0) return false;
+    size_t na, nb;
+    unsigned char *x = read_whole(a, &na), *y = read_whole(b, &nb);
+    bool same = na == nb && memcmp(x, y, na) == 0;
+    free(x), free(y);
     return same;
 }
 
+// metrics.jsonl holds one complete line for each of steps 1..steps, in order; false
+// with the first wrong step in *at.
+static bool metrics_steps(const char *text, int steps, int *at) {
+    *at = 1;
+    for (const char *line = text; *line; (*at)++) {
+        const char *end = strchr(line, '\n');
+        int step;
+        if (!end || sscanf(line, "{\"step\": %d", &step) != 1 || step != *at) return false;
+        line = end + 1;
+    }
+    return *at == steps + 1;
+}
+
 static void test_resume(void) {
-    test_begin("train: 20 steps straight and 10 + stop + resume 10 give byte-identical adapters (LoRA dropout on)");
+    test_begin("train: 20 steps straight and 10 + stop + resume 10 elsewhere give byte-identical adapter files (LoRA "
+               "dropout on)");
     run_config a, b;
     train_options quiet = {0}, stop10 = {.stop_after = 10};
     char *resume[] = {"train.resume=latest"};
     int rc = read_run_config(&a, "straight", 20, 0, NULL);
     if (rc == 0) rc = train_run(&a, &quiet);
     EXPECT(rc == 0, "straight run: %s", err_msg());
-    rc = read_run_config(&b, "resumed", 20, 0, NULL);
+    // Another output.dir, whose parent does not exist yet, and train.resume set.
+    rc = read_run_config(&b, "resumed/nested", 20, 0, NULL);
     if (rc == 0) rc = train_run(&b, &stop10);
     EXPECT(rc == 0, "first half: %s", err_msg());
     config_free(&run_config_schema, &b);
-    rc = read_run_config(&b, "resumed", 20, 1, resume);
+    // As if killed after step 12 with its last state at step 10: metrics.jsonl holds
+    // lines the resume writes again, the last one torn.
+    char metrics[1024];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", scratch_path("resumed/nested-out"));
+    size_t first_len = 0;
+    unsigned char *first = access(metrics, R_OK) == 0 ? read_whole(metrics, &first_len) : NULL;
+    FILE *f = fopen(metrics, "a");
+    CHECK(f, "cannot append to %s", metrics);
+    fputs("{\"step\": 11, \"loss\": 0.5}\n{\"step\": 12, \"loss\": 0.5}\n{\"step\": 1", f);
+    fclose(f);
+    rc = read_run_config(&b, "resumed/nested", 20, 1, resume);
     if (rc == 0) rc = train_run(&b, &quiet);
     EXPECT(rc == 0, "second half: %s", err_msg());
     char pa[1024], pb[1024];
     for (int k = 0; k < 2; k++) {
         const char *file = k ? "lora_kohya.safetensors" : "lora.safetensors";
         snprintf(pa, sizeof pa, "%s/%s", scratch_path("straight-out"), file);
-        snprintf(pb, sizeof pb, "%s/%s", scratch_path("resumed-out"), file);
-        EXPECT(same_tensors(pa, pb), "%s differs between the runs", file);
+        snprintf(pb, sizeof pb, "%s/%s", scratch_path("resumed/nested-out"), file);
+        EXPECT(same_bytes(pa, pb), "%s differs between the runs", file);
     }
+    // metrics.jsonl: the first half's lines as they were, then steps 11-20 once each.
+    size_t len;
+    char *text = (char *)read_whole(metrics, &len);
+    int at;
+    EXPECT(first && len > first_len && memcmp(text, first, first_len) == 0, "%s: the first half's lines changed",
+           metrics);
+    EXPECT(metrics_steps(text, 20, &at), "%s: step %d missing, repeated or out of order", metrics, at);
+    free(text), free(first);
     // The run wrote what it promises.
     const char *outputs[] = {"loss.png", "metrics.jsonl", "state-000020.safetensors", "validation/step-000020.png",
                              "class/class-00001.png"};
@@ -576,6 +608,172 @@ static void test_adapter_files(void) {
     test_end();
 }
 
+// sdft-train (beside this binary) on tests/fixtures/lora/trained.yaml with the
+// overrides given, writing to <name>-out in the scratch dir; its stderr in *err
+// (caller frees). The exit status, or -1 when it did not exit (a crash).
+static int run_train_program(const char *name, const char *overrides, char **err) {
+    char program[1024], tok[1024], err_path[1024], cmd[8192];
+    path_beside_program(program, sizeof program, "sdft-train");
+    path_beside_program(tok, sizeof tok, "clip-tokenizer");
+    snprintf(err_path, sizeof err_path, "%s", scratch_path("%s.stderr", name));
+    snprintf(cmd, sizeof cmd,
+             "'%s' --quiet --config '%s' 'model.tokenizer=%s' 'data.instance_dir=%s' 'output.dir=%s' %s 2> '%s'",
+             program, repo_path("tests/fixtures/lora/trained.yaml"), tok, scratch_path("train-photos"),
+             scratch_path("%s-out", name), overrides, err_path);
+    fflush(stdout);
+    int status = system(cmd);
+    size_t len;
+    *err = (char *)read_whole(err_path, &len);
+    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A model or scheduler that cannot be opened used to end in free(): invalid pointer
+// (a failed pipeline_open freed the tokenizer and schedule, then the trainer again).
+static void test_bad_model_inputs(void) {
+    char not_model[1024], missing_model[1024], missing_sched[1024];
+    snprintf(not_model, sizeof not_model, "%s", scratch_path("not-a-model.safetensors"));
+    write_whole(not_model, "plain text, not a checkpoint\n", 29);
+    snprintf(missing_model, sizeof missing_model, "%s", scratch_path("no-such-model"));
+    snprintf(missing_sched, sizeof missing_sched, "%s", scratch_path("no-such-scheduler.json"));
+    const struct {
+        const char *what, *key, *value, *named;
+    } cases[] = {
+        {"a model path that does not exist", "model.path", missing_model, missing_model},
+        {"a model file that is not a checkpoint", "model.path", not_model, not_model},
+        {"a missing scheduler config", "model.scheduler_config", missing_sched, missing_sched},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        test_begin("train: sdft-train with %s: a one-line error naming it, exit status 1", cases[i].what);
+        char overrides[2400], *err;
+        snprintf(overrides, sizeof overrides, "'model.path=%s' '%s=%s'", repo_path("tests/fixtures/models/tiny-sd"),
+                 cases[i].key, cases[i].value);
+        int status = run_train_program("badmodel", overrides, &err);
+        char *newline = strchr(err, '\n');
+        EXPECT(status == 1, "exit status %d (-1: it crashed); stderr: %s", status, err);
+        EXPECT(strstr(err, cases[i].named) && newline && newline[1] == '\0', "stderr is not one line naming %s: %s",
+               cases[i].named, err);
+        free(err);
+        test_end();
+    }
+}
+
+// A stderr of exactly one line.
+static bool one_line(const char *err) {
+    const char *newline = strchr(err, '\n');
+    return newline && newline[1] == '\0';
+}
+
+// output.dir is checked first: these runs name a model that does not exist, and
+// must fail on the folder instead.
+static void test_output_dir_first(void) {
+    char file[1024], model[1024], under_file[1100], nested[1024], overrides[4096], *err;
+    snprintf(file, sizeof file, "%s", scratch_path("a-file"));
+    write_whole(file, "x", 1);
+    snprintf(model, sizeof model, "%s", scratch_path("no-such-model"));
+    snprintf(under_file, sizeof under_file, "%s/out", file);
+    snprintf(nested, sizeof nested, "%s", scratch_path("new/parents/out"));
+    const struct {
+        const char *what, *dir;
+    } bad[] = {{"a file in its place", file}, {"a file among its parents", under_file}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        test_begin("train: an output.dir with %s is reported before the models load", bad[i].what);
+        snprintf(overrides, sizeof overrides, "'model.path=%s' 'output.dir=%s'", model, bad[i].dir);
+        int status = run_train_program("outdir", overrides, &err);
+        EXPECT(status == 1 && one_line(err) && strstr(err, "output.dir") && strstr(err, bad[i].dir) &&
+                   !strstr(err, model),
+               "exit status %d, stderr: %s", status, err);
+        free(err);
+        test_end();
+    }
+
+    test_begin("train: output.dir's missing parent folders are made (before the models load)");
+    snprintf(overrides, sizeof overrides, "'model.path=%s' 'output.dir=%s'", model, nested);
+    int status = run_train_program("outdir", overrides, &err);
+    struct stat st;
+    EXPECT(stat(nested, &st) == 0 && S_ISDIR(st.st_mode), "%s was not made", nested);
+    EXPECT(status == 1 && one_line(err) && strstr(err, model), "exit status %d, stderr: %s", status, err);
+    free(err);
+    test_end();
+
+    test_begin("train: an output.dir without write permission is reported before the models load");
+    if (geteuid() == 0) {
+        test_skip("running as root, which may write in any folder");
+    } else {
+        char locked[1024];
+        snprintf(locked, sizeof locked, "%s", scratch_path("locked-out"));
+        CHECK(mkdir(locked, 0555) == 0, "cannot make %s", locked);
+        snprintf(overrides, sizeof overrides, "'model.path=%s' 'output.dir=%s'", model, locked);
+        status = run_train_program("outdir", overrides, &err);
+        EXPECT(status == 1 && one_line(err) && strstr(err, "output.dir") && strstr(err, locked) && !strstr(err, model),
+               "exit status %d, stderr: %s", status, err);
+        free(err);
+        chmod(locked, 0755);
+    }
+    test_end();
+}
+
+// Saves write "<file>.tmp.<pid>" and rename it; a killed run leaves the temporary.
+static void test_stale_temporaries(void) {
+    test_begin("train: a run removes the temporaries its interrupted saves left, not live ones or other files");
+    pid_t gone = fork();  // a pid whose process has ended
+    CHECK(gone >= 0, "fork failed");
+    if (gone == 0) _exit(0);
+    waitpid(gone, NULL, 0);
+    char dir[1024], path[1600], overrides[1200], *err;
+    snprintf(dir, sizeof dir, "%s", scratch_path("stale-out"));
+    snprintf(path, sizeof path, "%s/validation", dir);
+    CHECK(mkdir(dir, 0777) == 0 && mkdir(path, 0777) == 0, "cannot make %s", path);
+    const char *stale[] = {"state-000010.safetensors", "lora_kohya.safetensors", "lora-step000005.safetensors",
+                           "interrupted.safetensors", "loss.png", "metrics.jsonl", "validation/step-000010.png"};
+    const char *kept[] = {"notes.txt.tmp.%d", "state-000010.safetensors.tmp.%d", "lora.safetensors", "a.tmp.%dx"};
+    const int kept_pid[] = {gone, getpid(), 0, gone};  // another file's; a live process's; no temporary
+    for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) {
+        snprintf(path, sizeof path, "%s/%s.tmp.%d", dir, stale[i], gone);
+        write_whole(path, "x", 1);
+    }
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) {
+        char name[256];
+        snprintf(name, sizeof name, kept[i], kept_pid[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        write_whole(path, "x", 1);
+    }
+    snprintf(overrides, sizeof overrides, "'model.path=%s'", scratch_path("no-such-model"));
+    int status = run_train_program("stale", overrides, &err);
+    EXPECT(status == 1, "exit status %d, stderr: %s", status, err);
+    free(err);
+    for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) {
+        snprintf(path, sizeof path, "%s/%s.tmp.%d", dir, stale[i], gone);
+        EXPECT(access(path, F_OK) != 0, "%s is still there", path);
+    }
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) {
+        char name[256];
+        snprintf(name, sizeof name, kept[i], kept_pid[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        EXPECT(access(path, F_OK) == 0, "%s was removed", path);
+    }
+    test_end();
+}
+
+// A full disk, as /dev/full plays it: every write fails with ENOSPC.
+static void test_metrics_write_error(void) {
+    test_begin("train: metrics.jsonl on a full disk stops the run with a one-line error naming it");
+    char link[1024];
+    snprintf(link, sizeof link, "%s/metrics.jsonl", scratch_path("fulldisk-out"));
+    if (access("/dev/full", W_OK) != 0) {
+        test_skip("no writable /dev/full here");
+        test_end();
+        return;
+    }
+    CHECK(mkdir(scratch_path("fulldisk-out"), 0777) == 0 && symlink("/dev/full", link) == 0, "cannot make %s", link);
+    run_config c;
+    train_options quiet = {0};
+    int rc = read_run_config(&c, "fulldisk", 2, 1, (char *[]){"prior.enabled=false"});
+    if (rc == 0) rc = train_run(&c, &quiet);
+    EXPECT(rc == -1 && strstr(err_msg(), link) && !strchr(err_msg(), '\n'), "rc %d: %s", rc, err_msg());
+    config_free(&run_config_schema, &c);
+    test_end();
+}
+
 // The pictures of a one-step run: loss.png with its axes and title (a single point
 // used to divide by the zero range of the steps), and the validation grid with a
 // caption band under its tile.
@@ -625,6 +823,10 @@ static void test_run_pictures(void) {
 }
 
 void suite_train(void) {
+    test_bad_model_inputs();
+    test_output_dir_first();
+    test_stale_temporaries();
+    test_metrics_write_error();
     test_resume();
     test_run_pictures();
     test_adapter_files();

@@ -1,15 +1,20 @@
 #include "train/trainer.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/check.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "core/plot.h"
 #include "core/png.h"
@@ -55,14 +60,111 @@ typedef struct {
     float *losses;       // [steps]
     char hash[11];       // the base model's A1111 hash, for the adapters' metadata
     FILE *metrics;
+    char metrics_path[4096];
 } trainer;
 
 static char *expand(const trainer *t, const char *text) { return run_config_expand(t->cfg, text); }
 
+// mkdir -p: the folder and its missing parents. An existing folder is fine; a file
+// in its place is not.
 static int make_dir(const char *path) {
-    if (mkdir(path, 0777) == 0 || errno == EEXIST) return 0;
-    err_set("%s: cannot create the folder: %s", path, strerror(errno));
-    return -1;
+    char part[4096];
+    if (snprintf(part, sizeof part, "%s", path) >= (int)sizeof part) {
+        err_set("%s: path too long", path);
+        return -1;
+    }
+    for (char *at = part + (part[0] == '/');; at++) {
+        if (*at != '/' && *at != '\0') continue;
+        char end = *at;
+        *at = '\0';
+        if (mkdir(part, 0777) != 0 && errno != EEXIST) {
+            err_set("%s: cannot create the folder %s: %s", path, part, strerror(errno));
+            return -1;
+        }
+        *at = end;
+        if (!end) break;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        err_set("%s: not a folder (a file is in its place)", path);
+        return -1;
+    }
+    return 0;
+}
+
+// Whether a file can be created in the folder: a probe file made and removed.
+static int check_writable(const char *dir) {
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.sdft-write-test-XXXXXX", dir);
+    int fd = mkstemp(probe);
+    if (fd < 0) {
+        err_set("%s: cannot write in the folder: %s", dir, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    unlink(probe);
+    return 0;
+}
+
+// The class images' folder: prior.class_dir, or <output.dir>/class.
+static void class_folder(const run_config *c, char *out, size_t len) {
+    if (c->prior.class_dir && *c->prior.class_dir) snprintf(out, len, "%s", c->prior.class_dir);
+    else snprintf(out, len, "%s/class", c->output.dir);
+}
+
+// core/safetensors and core/png save to "<name>.tmp.<pid>", then rename. True, with
+// the name in stem, for such a temporary whose process is gone (a save it never
+// finished); a live process, another run's say, may still be writing it.
+static bool stale_temporary(const char *file, char *stem, size_t len) {
+    const char *tmp = NULL;
+    for (const char *at = strstr(file, ".tmp."); at; at = strstr(at + 1, ".tmp.")) tmp = at;
+    if (!tmp || tmp == file || !isdigit((unsigned char)tmp[5])) return false;
+    char *end;
+    long pid = strtol(tmp + 5, &end, 10);
+    if (*end || pid <= 0 || pid > INT_MAX) return false;
+    // Our own pid: an earlier process's, since this run has written nothing yet.
+    bool alive = (pid_t)pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+    snprintf(stem, len, "%.*s", (int)(tmp - file), file);
+    return !alive;
+}
+
+// Removes the stale temporaries of this run's own files in dir: those whose name
+// starts with one of the prefixes and ends with the suffix beside it.
+static void remove_stale_temporaries(const char *dir, int n, const char *const *prefix, const char *const *suffix) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        char stem[256], path[4400];
+        if (!stale_temporary(e->d_name, stem, sizeof stem)) continue;
+        for (int i = 0; i < n; i++) {
+            size_t ls = strlen(stem), lp = strlen(prefix[i]), lx = strlen(suffix[i]);
+            if (ls < lp + lx || strncmp(stem, prefix[i], lp) != 0 || strcmp(stem + ls - lx, suffix[i]) != 0) continue;
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            if (unlink(path) == 0) log_info("removed %s, left by an interrupted save", path);
+            break;
+        }
+    }
+    closedir(d);
+}
+
+// Before anything slow: output.dir (with its parents) exists and takes files, and the
+// temporaries that interrupted saves of this run left there are gone.
+static int prepare_output(const run_config *c) {
+    if (make_dir(c->output.dir) || check_writable(c->output.dir)) {
+        err_set("output.dir: %s", err_msg());
+        return -1;
+    }
+    // States, adapters (<name>*, interrupted*), the loss plot, metrics.jsonl's cut.
+    const char *out_prefix[] = {"state-", c->output.name ? c->output.name : "interrupted", "interrupted", "loss.png",
+                                "metrics.jsonl"};
+    const char *out_suffix[] = {".safetensors", ".safetensors", ".safetensors", "", ""};
+    remove_stale_temporaries(c->output.dir, 5, out_prefix, out_suffix);
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/validation", c->output.dir);
+    remove_stale_temporaries(dir, 1, (const char *[]){"step-"}, (const char *[]){".png"});
+    class_folder(c, dir, sizeof dir);
+    remove_stale_temporaries(dir, 1, (const char *[]){"class-"}, (const char *[]){".png"});
+    return 0;
 }
 
 static double now_seconds(void) {
@@ -159,6 +261,7 @@ static void free_set(image_set *set) {
         for (int i = 0; i < set->ds.n_images; i++) tensor_free(set->context[i]);
     free(set->context), free(set->ids), free(set->mean), free(set->logvar), free(set->order);
     dataset_free(&set->ds);
+    *set = (image_set){0};
 }
 
 // The next image of the set in its epoch order.
@@ -256,7 +359,12 @@ static int save_adapters(trainer *t, const char *stem) {
     snprintf(alpha, sizeof alpha, "%g", c->lora.alpha);
     snprintf(dropout, sizeof dropout, "%g", c->lora.dropout);
     snprintf(steps, sizeof steps, "%d", t->step);
-    char *yaml = config_to_yaml(&run_config_schema, c);
+    // The config as it determines the adapters, without where this run keeps its files
+    // or how it was resumed: a run and its resume write the same bytes wherever they live.
+    run_config recorded = *c;
+    recorded.train.resume = NULL;
+    recorded.output.dir = NULL;
+    char *yaml = config_to_yaml(&run_config_schema, &recorded);
     // peft's input dropout, not kohya's ss_network_dropout (which drops the down
     // projection's output), hence our own key for it.
     // The adapters record their targets themselves (sdft_targets, sdft_text_encoder_targets).
@@ -372,6 +480,67 @@ static int load_state(trainer *t, const char *path) {
     }
     st_close(f);
     return rc;
+}
+
+// --- metrics ----------------------------------------------------------------------------------
+
+// Keeps the lines of steps up to `step` (a resumed run writes the later ones again)
+// and drops the rest, through a temporary renamed over the file, so a failure leaves
+// it whole. Only a regular file is cut: a link or device is appended to as it is.
+static int cut_metrics(const char *path, int step) {
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    char *text;
+    size_t len, keep = 0;
+    if (read_text_file(path, &text, &len)) return -1;
+    for (const char *line = text; line < text + len;) {
+        const char *end = memchr(line, '\n', (size_t)(text + len - line));
+        int s;
+        if (!end || sscanf(line, "{\"step\": %d", &s) != 1 || s > step) break;
+        line = end + 1;
+        keep = (size_t)(line - text);
+    }
+    int rc = 0;
+    if (keep < len) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+        FILE *f = fopen(tmp, "w");
+        bool ok = f && fwrite(text, 1, keep, f) == keep && fflush(f) == 0 && fsync(fileno(f)) == 0;
+        int err = errno;
+        if (f && fclose(f) != 0 && ok) ok = false, err = errno;
+        if (!ok || rename(tmp, path) != 0) {
+            err_set("%s: cannot cut it back to step %d: %s", path, step, strerror(ok ? errno : err));
+            unlink(tmp);
+            rc = -1;
+        }
+    }
+    free(text);
+    return rc;
+}
+
+// metrics.jsonl: appended to after a resume (cut back to the resumed step), else new.
+static int open_metrics(trainer *t) {
+    snprintf(t->metrics_path, sizeof t->metrics_path, "%s/metrics.jsonl", t->cfg->output.dir);
+    if (t->step && cut_metrics(t->metrics_path, t->step)) return -1;
+    t->metrics = fopen(t->metrics_path, t->step ? "a" : "w");
+    if (!t->metrics) {
+        err_set("%s: cannot write: %s", t->metrics_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+// One line per step, flushed, so a full disk stops the run at once.
+static int write_metrics(trainer *t, const loss_parts *sum, const double lr[2], double norm, double seconds) {
+    if (fprintf(t->metrics,
+                "{\"step\": %d, \"loss\": %.7g, \"instance_loss\": %.7g, \"prior_loss\": %.7g, \"lr\": %.7g, "
+                "\"text_encoder_lr\": %.7g, \"grad_norm\": %.7g, \"seconds\": %.4f}\n",
+                t->step, sum->loss, sum->instance, sum->prior, lr[0], lr[1], norm, seconds) < 0 ||
+        fflush(t->metrics) != 0) {
+        err_set("%s: cannot write: %s", t->metrics_path, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 // --- validation ---------------------------------------------------------------------------------
@@ -542,11 +711,7 @@ static int train_loop(trainer *t) {
         t->losses[t->step] = sum.loss;
         t->step++;
         avg = t->step == 1 ? sum.loss : 0.95f * avg + 0.05f * sum.loss;
-        fprintf(t->metrics,
-                "{\"step\": %d, \"loss\": %.7g, \"instance_loss\": %.7g, \"prior_loss\": %.7g, \"lr\": %.7g, "
-                "\"text_encoder_lr\": %.7g, \"grad_norm\": %.7g, \"seconds\": %.4f}\n",
-                t->step, sum.loss, sum.instance, sum.prior, lr[0], lr[1], norm, now_seconds() - t0);
-        fflush(t->metrics);
+        if (write_metrics(t, &sum, lr, norm, now_seconds() - t0)) return -1;
         progress_line(t, started, first, avg, lr[0]);
         bool last = t->step == tr->steps;
         if (c->output.save_every > 0 && t->step % c->output.save_every == 0 && !last) {
@@ -565,7 +730,7 @@ static int setup(trainer *t) {
         err_set("data.instance_dir is not set: the folder of the subject's photos");
         return -1;
     }
-    if (make_dir(c->output.dir)) return -1;
+    if (prepare_output(c)) return -1;
     if (run_config_open_pipeline(&t->p, c)) return -1;
     sd_model_print_report(&t->p.model);
     t->p.show_progress = false;
@@ -578,8 +743,7 @@ static int setup(trainer *t) {
 
     // Class images first: they come from the base model, before any adapter.
     char class_dir[4096];
-    snprintf(class_dir, sizeof class_dir, "%s", c->prior.class_dir ? c->prior.class_dir : "");
-    if (!class_dir[0]) snprintf(class_dir, sizeof class_dir, "%s/class", c->output.dir);
+    class_folder(c, class_dir, sizeof class_dir);
     char *class_prompt = expand(t, c->prior.class_prompt);
     int rc = c->prior.enabled ? generate_class_images(t, class_dir, class_prompt) : 0;
     char *instance_prompt = expand(t, c->data.instance_prompt);
@@ -620,23 +784,23 @@ int train_run(const run_config *cfg, const train_options *opt) {
         if (path[0]) rc = load_state(&t, path);
         else log_info("resume: latest: no training state in %s, starting fresh", cfg->output.dir);
     }
-    snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->output.dir);
-    if (rc == 0 && !(t.metrics = fopen(path, t.step ? "a" : "w"))) {
-        err_set("%s: cannot write: %s", path, strerror(errno));
-        rc = -1;
-    }
+    if (rc == 0) rc = open_metrics(&t);
     if (rc == 0) rc = train_loop(&t);
     bool finished = t.step == cfg->train.steps;
     if (rc == 0) rc = save_adapters(&t, finished ? cfg->output.name : "interrupted");
     if (rc == 0) rc = save_state(&t);
     if (rc == 0) rc = save_loss_plot(&t);
     if (rc == 0 && finished) rc = validate(&t);
-    if (t.metrics) fclose(t.metrics);
-    if (t.adam.count) adamw_free(&t.adam);
-    if (t.adapters.items) train_adapters_free(&t.adapters);
-    if (t.instances.order) free_set(&t.instances);
-    if (t.classes.order) free_set(&t.classes);
-    if (t.p.tokenizer) pipeline_close(&t.p);
+    if (t.metrics && fclose(t.metrics) != 0 && rc == 0) {
+        err_set("%s: cannot write: %s", t.metrics_path, strerror(errno));
+        rc = -1;
+    }
+    // Every free below is safe on what a failed setup left (zeroed or already freed).
+    adamw_free(&t.adam);
+    train_adapters_free(&t.adapters);
+    free_set(&t.instances);
+    free_set(&t.classes);
+    pipeline_close(&t.p);
     free(t.losses);
     return rc;
 }
