@@ -17,6 +17,17 @@
 
 // --- opening ----------------------------------------------------------------------------------
 
+// Prompts are padded to the tokenizer's model_max_length, and the text encoder has a
+// position for each token: a tokenizer that pads further than that is refused here,
+// naming its folder, instead of stopping the first render.
+static int check_prompt_length(const pipeline *p, const char *tokenizer_dir) {
+    int len = clip_tokenizer_max_length(p->tokenizer), positions = p->model.clip_cfg.max_position_embeddings;
+    if (len <= positions) return 0;
+    err_set("%s: model_max_length %d is more than the text encoder's max_position_embeddings %d", tokenizer_dir, len,
+            positions);
+    return -1;
+}
+
 int pipeline_open(pipeline *p, const char *model_path, const char *tokenizer_dir,
                   const char *scheduler_config, const sd_load_options *opt) {
     *p = (pipeline){0};
@@ -35,7 +46,7 @@ int pipeline_open(pipeline *p, const char *model_path, const char *tokenizer_dir
     }
     p->tokenizer = clip_tokenizer_load(tokenizer_dir);
     if (!p->tokenizer || noise_schedule_load(&p->schedule, scheduler_config) ||
-        sd_model_load(&p->model, model_path, opt)) {
+        sd_model_load(&p->model, model_path, opt) || check_prompt_length(p, tokenizer_dir)) {
         // One way out: what did open is closed, and *p is left zeroed.
         pipeline_close(p);
         return -1;

@@ -229,7 +229,28 @@ static void test_wait_policy(void) {
     test_end();
 }
 
+// A tokenizer that pads prompts past the text encoder's positions is refused when the
+// pipeline opens, naming its folder (it stopped the first render with a CHECK).
+static void test_tokenizer_longer_than_encoder(void) {
+    test_begin("pipeline: a tokenizer padding past the text encoder's positions is refused at open, naming it");
+    char tok[1024], cmd[4096];
+    path_beside_program(tok, sizeof tok, "clip-tokenizer");
+    const char *dir = scratch_path("long-tokenizer");
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && printf '{\"model_max_length\": 78}' > '%s/tokenizer_config.json'",
+             tok, dir, dir);
+    CHECK(system(cmd) == 0, "%s failed", cmd);
+    pipeline p;
+    sd_load_options opt = {.dt = DT_F32, .dev = DEV_CPU};
+    int rc = pipeline_open(&p, repo_path("tests/fixtures/models/tiny-sd"), dir, NULL, &opt);
+    EXPECT(rc == -1 && strstr(err_msg(), "long-tokenizer: model_max_length 78") &&
+               strstr(err_msg(), "max_position_embeddings 77"),
+           "rc %d: %s", rc, err_msg());
+    if (rc == 0) pipeline_close(&p);
+    test_end();
+}
+
 void suite_pipeline(void) {
+    test_tokenizer_longer_than_encoder();
     test_sample_program();
     test_wait_policy();
     st_file *ref = st_open(repo_path("tests/fixtures/pipeline.safetensors"));
