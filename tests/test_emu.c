@@ -230,61 +230,6 @@ void suite_emu(void) {
     for (int i = 0; i < emu_selftest_death_cases(); i++) expect_death(i);
 }
 #else
-// One product c [M, N] = a [M, K] b [K, N] + bias on dev in dt; the bias is a view
-// starting bias_offset elements into a buffer of N + 1 values (1: not 16-byte aligned).
-static void gemm_case_on(device dev, dtype dt, int M, int N, int K, int bias_offset, const float *av,
-                         const float *bv, const float *bias_values, float *out) {
-    tensor *a = tensor_from_f32(dt, dev, SHAPE(M, K), av), *b = tensor_from_f32(dt, dev, SHAPE(K, N), bv);
-    tensor *bias_buffer = tensor_from_f32(dt, dev, SHAPE(N + 1), bias_values);
-    tensor *bias = tensor_view(bias_buffer, 1, (int64_t[]){N}, (int64_t[]){1}, bias_offset);
-    tensor *c = tensor_new(dt, dev, SHAPE(M, N));
-    backend_for(dev)->gemm(c, a, b, bias, 1, M, N, K, false, false, 1.0f, 0.0f, 0, 0, 0);
-    tensor_copy_to_f32(c, out, (size_t)(M * N));
-    tensor_free(a), tensor_free(b), tensor_free(bias_buffer), tensor_free(bias), tensor_free(c);
-}
-
-// The product on cuda-emu against the CPU's (f32, on the same values, exact in bf16:
-// multiples of 1/4), with what the emulated cuBLASLt refuses set as given.
-static void gemm_refusal_case(const char *what, dtype dt, int M, int N, int K, int bias_offset, bool no_algorithm,
-                              int refused) {
-    test_begin("emu/gemm when %s: falls back and matches the CPU (%s)", what, dtype_name(dt));
-    float *av = xmalloc((size_t)(M * K) * sizeof *av), *bv = xmalloc((size_t)(K * N) * sizeof *bv);
-    float *bias = xmalloc((size_t)(N + 1) * sizeof *bias), *want = xmalloc((size_t)(M * N) * sizeof *want);
-    float *got = xmalloc((size_t)(M * N) * sizeof *got);
-    for (int i = 0; i < M * K; i++) av[i] = (float)(i % 7 - 3) * 0.25f;
-    for (int i = 0; i < K * N; i++) bv[i] = (float)(i % 5 - 2) * 0.5f;
-    for (int i = 0; i <= N; i++) bias[i] = (float)(i % 3) - 1.0f;
-    gemm_case_on(DEV_CPU, DT_F32, M, N, K, bias_offset, av, bv, bias, want);
-    emu_cublaslt_set_faults(no_algorithm, refused);
-    gemm_case_on(DEV_CUDA_EMU, dt, M, N, K, bias_offset, av, bv, bias, got);
-    emu_cublaslt_set_faults(false, 0);
-    double err = rel_error(got, want, M * N);
-    EXPECT(err <= (dt == DT_F32 ? 1e-6 : 1e-2), "relative error %.3g against the cpu", err);
-    free(av), free(bv), free(bias), free(want), free(got);
-    test_end();
-}
-
-// cuBLASLt's answers gemm.cu must survive (each case a shape of its own: plans are kept
-// per problem), and split-K partial sums that must not be rounded to bf16.
-static void gemm_refusals(void) {
-    const dtype types[2] = {DT_F32, DT_BF16};
-    for (int t = 0; t < 2; t++) {
-        gemm_refusal_case("the heuristic has no algorithm", types[t], 5, 6, 7, 0, true, 0);
-        gemm_refusal_case("the matmul refuses the first algorithm", types[t], 5, 7, 9, 0, false, 1);
-        gemm_refusal_case("the matmul refuses every algorithm", types[t], 3, 7, 9, 0, false, 100);
-        gemm_refusal_case("the bias is not 16-byte aligned", types[t], 4, 8, 16, 1, false, 0);
-    }
-
-    // 128 + 129 = 257 is not a bf16 (256 and 258 are): a split of K = 4 in halves that
-    // rounded its first partial sum to bf16 would give 256 - 256 = 0 instead of 1.
-    test_begin("emu/gemm in bf16: split-K partial sums are not rounded to bf16");
-    const float a[4] = {1, 1, 1, 1}, b[4] = {128, 129, -128, -128}, bias[2] = {0, 0};
-    float got;
-    gemm_case_on(DEV_CUDA_EMU, DT_BF16, 1, 1, 4, 0, a, b, bias, &got);
-    EXPECT(got == 1.0f, "1 x 4 by 4 x 1 gave %g, want 1", got);
-    test_end();
-}
-
 void suite_emu(void) {
     test_begin("emu");
     test_skip("this build has no CUDA sources, so no emulator");
