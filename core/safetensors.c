@@ -421,8 +421,10 @@ static bool read_header(st_file *f) {
     }
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | f->base[i];
+    // A file of another kind fails here first, so the message says what that means.
     if (n > MAX_HEADER_BYTES) {
-        err_set("%s: header length %" PRIu64 " is over the %u-byte limit", L, n, MAX_HEADER_BYTES);
+        err_set("%s: not a safetensors file (header length %" PRIu64 " is over the %u-byte limit)", L, n,
+                MAX_HEADER_BYTES);
         return false;
     }
     if (n > f->len - 8) {

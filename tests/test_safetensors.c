@@ -366,7 +366,7 @@ static void test_header_length(void) {
     expect_rejected_image(im, "header length 3 runs past the end of the 10-byte file");
     im = make_image("{}", 0);
     set_header_length(&im, 1ull << 40);
-    expect_rejected_image(im, "header length 1099511627776 is over the 100000000-byte limit");
+    expect_rejected_image(im, "not a safetensors file (header length 1099511627776 is over the 100000000-byte limit)");
     im = make_image("{}", 0);
     set_header_length(&im, UINT64_MAX);
     expect_rejected_image(im, "is over the 100000000-byte limit");
