@@ -178,7 +178,7 @@ int main(int argc, char **argv) {
     autograd_no_grad_begin();
     e.n_photos = ds.n_images;
     if (rc == 0) rc = photo_latents(&e, &p, &ds, cfg.data.resolution);
-    const int clip_skip = cfg.model.clip_skip - 1;  // A1111's numbering to diffusers'
+    const int clip_skip = run_config_clip_skip(&cfg);
     if (rc == 0) {
         base_inst = run_pass(&p, &e, &ds, NULL, clip_skip);
         base_cls = run_pass(&p, &e, &ds, cls, clip_skip);

@@ -256,6 +256,8 @@ int run_config_open_pipeline(pipeline *p, const run_config *cfg) {
     return pipeline_open(p, m->path, m->tokenizer, m->scheduler_config, &lo);
 }
 
+int run_config_clip_skip(const run_config *cfg) { return cfg->model.clip_skip - 1; }
+
 int run_config_render_params(render_params *rp, const pipeline *p, const run_config *cfg) {
     const run_sample_section *v = &cfg->validation;
     render_params_default(rp, p);
@@ -264,7 +266,7 @@ int run_config_render_params(render_params *rp, const pipeline *p, const run_con
     rp->cfg_scale = (float)v->cfg;
     rp->width = v->width, rp->height = v->height;
     rp->batch = v->images_per_prompt;
-    rp->clip_skip = cfg->model.clip_skip - 1;  // A1111's numbering to diffusers'
+    rp->clip_skip = run_config_clip_skip(cfg);
     if (v->sampler && sampler_from_name(v->sampler, &rp->sampler)) {
         err_set("validation.sampler: %s", err_msg());
         return -1;

@@ -123,3 +123,7 @@ int run_config_open_pipeline(pipeline *p, const run_config *cfg);
 // cfg, size, images per prompt and sampler, with model.clip_skip; the prompt and the
 // seed are the caller's. 0, or -1 with err_msg() naming validation.sampler.
 int run_config_render_params(render_params *rp, const pipeline *p, const run_config *cfg);
+
+// model.clip_skip (A1111's numbering, 1 = the last layer) as the text encoder takes it
+// (diffusers' numbering, 0 = the last layer).
+int run_config_clip_skip(const run_config *cfg);

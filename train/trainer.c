@@ -235,7 +235,8 @@ static int prepare_set(trainer *t, image_set *set, const char *dir, const char *
         set->context = xcalloc((size_t)n, sizeof *set->context);
         autograd_no_grad_begin();
         for (int i = 0; i < n; i++)
-            set->context[i] = pipeline_encode_prompt(&t->p, set->ds.images[i].caption, 1, t->cfg->model.clip_skip - 1);
+            set->context[i] =
+                pipeline_encode_prompt(&t->p, set->ds.images[i].caption, 1, run_config_clip_skip(t->cfg));
         autograd_no_grad_end();
     }
     // The latent cache: exact when the crop does not depend on the draw.
@@ -658,7 +659,7 @@ static int micro_step(trainer *t, uint64_t draw, loss_parts *parts) {
     tensor *context = NULL;
     if (!c->lora.text_encoder) context = op_concat(B, ctx_rows, 0);
     train_batch tb = {.batch = B, .n_instance = bs, .height = t->latent_h, .width = t->latent_w, .latents = latents,
-                      .noise = noise, .timesteps = timesteps, .ids = ids, .clip_skip = c->model.clip_skip - 1,
+                      .noise = noise, .timesteps = timesteps, .ids = ids, .clip_skip = run_config_clip_skip(c),
                       .context = context};
     loss_config lc = {.snr_gamma = (float)c->train.snr_gamma, .prior_loss_weight = (float)c->prior.prior_loss_weight};
     // Dropout stays on through the backward, whose checkpoint recomputes redraw the masks.
