@@ -243,7 +243,7 @@ FUZZ_CC      ?= clang
 fuzz:
 	@mkdir -p build-fuzz fuzz/corpus-run
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
-	  fuzz/fuzz_safetensors.c core/safetensors.c core/dtype.c core/check.c core/utf8.c \
+	  fuzz/fuzz_safetensors.c core/safetensors.c core/dtype.c core/check.c core/utf8.c core/files.c \
 	  -o build-fuzz/fuzz_safetensors -lcjson -lm
 	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  fuzz/corpus-run fuzz/corpus

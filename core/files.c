@@ -1,6 +1,7 @@
 #include "core/files.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,4 +101,50 @@ bool is_dir(const char *path) {
 bool ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+int file_replace_begin(file_replacement *r, const char *path) {
+    size_t len = strlen(path) + sizeof FILE_TEMP_MARK + 24;
+    *r = (file_replacement){.path = path, .tmp = xmalloc(len)};
+    snprintf(r->tmp, len, "%s" FILE_TEMP_MARK "%ld", path, (long)getpid());
+    if (!(r->fp = fopen(r->tmp, "wbe"))) {
+        err_set("%s: cannot create %s: %s", path, r->tmp, strerror(errno));
+        free(r->tmp);
+        return -1;
+    }
+    return 0;
+}
+
+// fsync of the folder holding path, so that a rename in it is durable: 0 or an errno.
+static int sync_folder(const char *path) {
+    const char *slash = strrchr(path, '/');
+    size_t n = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    char *dir = memcpy(xcalloc(n ? n + 1 : 2, 1), n ? path : ".", n ? n : 1);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int err = fd < 0 || fsync(fd) != 0 ? errno : 0;
+    if (fd >= 0) close(fd);
+    free(dir);
+    return err;
+}
+
+int file_replace_end(file_replacement *r, int write_errno) {
+    int err = write_errno;
+    if (!err && (fflush(r->fp) != 0 || fsync(fileno(r->fp)) != 0)) err = errno;
+    if (fclose(r->fp) != 0 && !err) err = errno;
+    int rc = -1;
+    if (err) {
+        if (err > 0) err_set("%s: cannot write %s: %s", r->path, r->tmp, strerror(err));
+        unlink(r->tmp);
+    } else if (rename(r->tmp, r->path) != 0) {
+        err_set("%s: cannot rename %s over it: %s", r->path, r->tmp, strerror(errno));
+        unlink(r->tmp);
+    } else if ((err = sync_folder(r->path)) != 0) {
+        // The new file is in place; only its durability across a crash is in doubt.
+        err_set("%s: saved, but syncing its folder failed: %s", r->path, strerror(err));
+    } else {
+        rc = 0;
+    }
+    free(r->tmp);
+    *r = (file_replacement){0};
+    return rc;
 }

@@ -3,6 +3,7 @@
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <cjson/cJSON.h>
 
@@ -21,6 +22,24 @@ int read_json_object(const char *path, cJSON **root);
 // "<the running program's folder>/<name>" into out (the build folder holds files made
 // at build time beside the programs: the tokenizer, the SD1.5 configs). Returns out.
 const char *path_beside_program(char *out, size_t len, const char *name);
+
+// A file replaced whole or not at all. The bytes go to a temporary "<path>.tmp.<pid>"
+// (FILE_TEMP_MARK: the trainer knows a dead process's leftovers by it), which is
+// synced and renamed over path, and path's folder synced, so a crash leaves the old
+// file or the whole new one, never a half-written one.
+#define FILE_TEMP_MARK ".tmp."
+typedef struct {
+    const char *path;
+    char *tmp;
+    FILE *fp;  // write here (or to fileno(fp))
+} file_replacement;
+// 0, or -1 with err_msg naming path.
+int file_replace_begin(file_replacement *r, const char *path);
+// Syncs, closes and renames the temporary over path. write_errno: the errno of a
+// failed write of the caller's (0 when all went well, -1 for a failure without one,
+// whose message the caller has set). 0, or -1 with err_msg naming path; the temporary
+// is gone either way.
+int file_replace_end(file_replacement *r, int write_errno);
 
 // Whether path names an existing folder (a link to one counts).
 bool is_dir(const char *path);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/files.h"
 #include "core/utf8.h"
 
 // Readers refuse images over this many pixels (768 MB as RGB) before allocating them.
@@ -156,9 +157,6 @@ int png_write(const char *path, const image_u8 *img, int n_text, const char *con
     CHECK(n_text >= 0, "n_text %d", n_text);
     png_textp texts = xcalloc((size_t)n_text, sizeof *texts);
     char **latin1 = xcalloc((size_t)n_text, sizeof *latin1);
-    size_t tmp_size = strlen(path) + 32;
-    char *tmp = xmalloc(tmp_size);
-    snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
     int result = -1;
 
     for (int i = 0; i < n_text; i++) {
@@ -173,38 +171,20 @@ int png_write(const char *path, const image_u8 *img, int n_text, const char *con
         texts[i].compression = latin1[i] ? PNG_TEXT_COMPRESSION_NONE : PNG_ITXT_COMPRESSION_NONE;
     }
 
-    png_io io = {.fp = fopen(tmp, "wbe")};
-    if (!io.fp) {
-        err_set("%s: cannot create %s: %s", path, tmp, strerror(errno));
-        goto done;
+    file_replacement out;
+    if (file_replace_begin(&out, path)) goto done;
+    png_io io = {.fp = out.fp};
+    int write_errno = 0;
+    if (!encode(&io, img, texts, n_text)) {
+        write_errno = io.io_errno ? io.io_errno : -1;
+        if (write_errno < 0) err_set("%s: cannot write: %s", path, io.msg);
     }
-    bool ok = encode(&io, img, texts, n_text);
-    // Synced before the rename, so a crash leaves the old file or the whole new one;
-    // either is fine for an image, so the directory is not synced as well.
-    if (ok && (fflush(io.fp) != 0 || fsync(fileno(io.fp)) != 0)) {
-        ok = false;
-        io.io_errno = errno;
-    }
-    if (fclose(io.fp) != 0 && ok) {
-        ok = false;
-        io.io_errno = errno;
-    }
-    if (!ok) {
-        err_set("%s: cannot write %s: %s", path, tmp, io.io_errno ? strerror(io.io_errno) : io.msg);
-        unlink(tmp);
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        err_set("%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
+    if (file_replace_end(&out, write_errno)) goto done;
     result = 0;
 done:
     for (int i = 0; i < n_text; i++) free(latin1[i]);
     free(latin1);
     free(texts);
-    free(tmp);
     return result;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/check.h"
+#include "core/files.h"
 #include "core/utf8.h"
 
 // The Python package refuses larger headers; a bigger one is garbage, not a model.
@@ -734,26 +735,13 @@ static bool write_all(int fd, const void *buf, size_t n) {
     return true;
 }
 
-// fsync of the directory holding path, so that the rename itself is durable.
-// 0, or the errno of the failure.
-static int sync_directory(const char *path) {
-    const char *slash = strrchr(path, '/');
-    size_t dir_len = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
-    char *dir = dir_len ? memcpy(xcalloc(dir_len + 1, 1), path, dir_len) : xstrdup(".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int err = fd < 0 || fsync(fd) != 0 ? errno : 0;
-    if (fd >= 0) close(fd);
-    free(dir);
-    return err;
-}
-
-// The whole file into fd: length, header, tensors in layout order, then fsync.
+// The whole file into fd: length, header, tensors in layout order.
 static bool write_file(int fd, const strbuf *header, const named_tensor *order, int count) {
     unsigned char len_bytes[8];
     for (int i = 0; i < 8; i++) len_bytes[i] = (unsigned char)((uint64_t)header->len >> (8 * i));
     bool ok = write_all(fd, len_bytes, 8) && write_all(fd, header->s, header->len);
     for (int i = 0; i < count && ok; i++) ok = write_all(fd, order[i].data, order[i].nbytes);
-    return ok && fsync(fd) == 0;
+    return ok;
 }
 
 int st_writer_save(st_writer *w, const char *path) {
@@ -761,47 +749,18 @@ int st_writer_save(st_writer *w, const char *path) {
     if (w->count) memcpy(order, w->tensors, (size_t)w->count * sizeof *order);
     qsort(order, (size_t)w->count, sizeof *order, compare_for_layout);
     strbuf header = build_header(w, order);
-    size_t tmp_size = strlen(path) + 32;
-    char *tmp = xmalloc(tmp_size);
-    snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
-    int result = -1, fd, err;
-    bool written;
-
+    int result = -1;
+    file_replacement out;
     if (header.len > MAX_HEADER_BYTES) {
         err_set("%s: header of %zu bytes is over the %u-byte limit", path, header.len,
                 MAX_HEADER_BYTES);
         goto done;
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        err_set("%s: cannot create %s: %s", path, tmp, strerror(errno));
-        goto done;
-    }
-    written = write_file(fd, &header, order, w->count);
-    err = errno;
-    if (close(fd) != 0 && written) {
-        written = false;
-        err = errno;
-    }
-    if (!written) {
-        err_set("%s: cannot write %s: %s", path, tmp, strerror(err));
-        unlink(tmp);
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        err_set("%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    // The new file is in place; only its durability across a crash is in doubt.
-    err = sync_directory(path);
-    if (err) {
-        err_set("%s: saved, but syncing its directory failed: %s", path, strerror(err));
-        goto done;
-    }
+    if (file_replace_begin(&out, path)) goto done;
+    bool written = write_file(fileno(out.fp), &header, order, w->count);
+    if (file_replace_end(&out, written ? 0 : errno)) goto done;
     result = 0;
 done:
-    free(tmp);
     free(header.s);
     free(order);
     return result;

@@ -112,15 +112,16 @@ static void class_folder(const run_config *c, char *out, size_t len) {
     else snprintf(out, len, "%s/class", c->output.dir);
 }
 
-// core/safetensors and core/png save to "<name>.tmp.<pid>", then rename. True, with
+// Files are saved as "<name>.tmp.<pid>", then renamed (core/files.h). True, with
 // the name in stem, for such a temporary whose process is gone (a save it never
 // finished); a live process, another run's say, may still be writing it.
 static bool stale_temporary(const char *file, char *stem, size_t len) {
     const char *tmp = NULL;
-    for (const char *at = strstr(file, ".tmp."); at; at = strstr(at + 1, ".tmp.")) tmp = at;
-    if (!tmp || tmp == file || !isdigit((unsigned char)tmp[5])) return false;
+    const size_t mark = strlen(FILE_TEMP_MARK);
+    for (const char *at = strstr(file, FILE_TEMP_MARK); at; at = strstr(at + 1, FILE_TEMP_MARK)) tmp = at;
+    if (!tmp || tmp == file || !isdigit((unsigned char)tmp[mark])) return false;
     char *end;
-    long pid = strtol(tmp + 5, &end, 10);
+    long pid = strtol(tmp + mark, &end, 10);
     if (*end || pid <= 0 || pid > INT_MAX) return false;
     // Our own pid: an earlier process's, since this run has written nothing yet.
     bool alive = (pid_t)pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
@@ -503,17 +504,9 @@ static int cut_metrics(const char *path, int step) {
     }
     int rc = 0;
     if (keep < len) {
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-        FILE *f = fopen(tmp, "w");
-        bool ok = f && fwrite(text, 1, keep, f) == keep && fflush(f) == 0 && fsync(fileno(f)) == 0;
-        int err = errno;
-        if (f && fclose(f) != 0 && ok) ok = false, err = errno;
-        if (!ok || rename(tmp, path) != 0) {
-            err_set("%s: cannot cut it back to step %d: %s", path, step, strerror(ok ? errno : err));
-            unlink(tmp);
-            rc = -1;
-        }
+        file_replacement out;
+        rc = file_replace_begin(&out, path);
+        if (rc == 0) rc = file_replace_end(&out, fwrite(text, 1, keep, out.fp) == keep ? 0 : errno ? errno : EIO);
     }
     free(text);
     return rc;
