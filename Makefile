@@ -209,7 +209,7 @@ $(TEST_VENV)/ready: tools/requirements-test.txt
 $(BUILD)/clip-tokenizer/vocab.json: tools/clip_vocab.py
 	$(PYTHON) tools/clip_vocab.py $(CLIP_BPE) $(BUILD)/clip-tokenizer
 
-test: $(BUILD)/run_tests $(BUILD)/sdft-sample $(BUILD)/sdft-demo-images $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
+test: $(BUILD)/run_tests $(CLIS) $(TEST_VENV)/ready $(BUILD)/clip-tokenizer/vocab.json
 	PYTHON=$(TEST_VENV)/bin/python $(BUILD)/run_tests $(TESTS)
 
 # On a machine with a GPU: every suite with the real cuda backend beside cuda-emu, each
